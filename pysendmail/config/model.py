@@ -1,0 +1,173 @@
+"""The configuration model: what the parsers read (raw) and what the translator makes (Config).
+
+Raw models keep every item's Location and keep macro references unexpanded
+(`$j`, `${name}`, `$&x`, `$?x ... $| ... $.`). `Config` is the immutable snapshot
+every other part receives; it is built once by `config.translate.translate()` and
+replaced whole on SIGHUP. Nothing here reads files or touches the network.
+
+Owner: the config translator. Other parts read these fields; add fields freely,
+but do not rename or remove one without changing every user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from pysendmail.errors import Diagnostic, Location
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+# ---------------------------------------------------------------- raw sendmail.cf
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `R` line, split at tabs: left-hand side, right-hand side, comment."""
+
+    lhs: str
+    rhs: str
+    comment: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """An `S` line and the `R` lines under it. `name` may be "" for numbered-only sets."""
+
+    name: str
+    number: int | None
+    rules: tuple[Rule, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
+class MailerSpec:
+    """An `M` line: `Mname, P=path, F=flags, S=eq/eq, R=eq/eq, A=argv, ...`."""
+
+    name: str
+    fields: Mapping[str, str]  # every `X=value` field as written, keyed by its letter/name
+    location: Location
+
+    @property
+    def path(self) -> str:
+        return self.fields.get("P", "")
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return frozenset(self.fields.get("F", ""))
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(self.fields.get("A", "").split())
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A `K` line: `Kname class -flags args`."""
+
+    name: str
+    map_class: str
+    args: tuple[str, ...]  # everything after the class, flags included, as written
+    location: Location
+    flags: Mapping[str, str] = _EMPTY  # "-T" -> "<TMPF>", "-a" -> "<OKR>", "-o" -> ""
+    file: str | None = None  # the database file, when the class has one
+
+
+@dataclass(frozen=True)
+class HeaderSpec:
+    """An `H` line: `H?flags?Name: value` or `H?${macro}?Name: value`."""
+
+    name: str
+    value: str
+    flags: str  # mailer flags between the ? ?, or "" when unconditional
+    macro_condition: str | None  # the macro name in `?${name}?`, or None
+    location: Location
+
+
+@dataclass(frozen=True)
+class ClassSource:
+    """A `C` or `F` line contributing to a class."""
+
+    class_name: str
+    words: tuple[str, ...]  # the words of a C line
+    file: str | None  # the file of an F line (or a program, `F|prog`)
+    optional: bool  # `F -o`
+    scanf: str | None  # the scanf pattern of an F line
+    location: Location
+
+
+@dataclass(frozen=True)
+class CfFile:
+    """A parsed sendmail.cf, nothing expanded or resolved yet."""
+
+    path: str
+    version: tuple[str, ...]  # the V line's fields
+    macros: tuple[tuple[str, str, Location], ...]  # D lines, in order
+    class_sources: tuple[ClassSource, ...]
+    options: tuple[tuple[str, str, Location], ...]  # O lines as (long name, raw value)
+    mailers: tuple[MailerSpec, ...]
+    maps: tuple[MapSpec, ...]
+    rulesets: tuple[Ruleset, ...]
+    headers: tuple[HeaderSpec, ...]
+    priorities: tuple[tuple[str, int, Location], ...]  # P lines
+    trusted_users: tuple[tuple[str, Location], ...]  # T lines
+    other: tuple[tuple[str, str, Location], ...] = ()  # E, Q, X and whatever else is kept
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+
+# ---------------------------------------------------------------- translated Config
+
+
+@dataclass(frozen=True)
+class DaemonSpec:
+    """One `DaemonPortOptions` entry."""
+
+    name: str
+    port: int
+    addr: str  # "" or "0.0.0.0" means every address of the family
+    family: str = "inet"  # inet, inet6, local
+    modifiers: frozenset[str] = frozenset()  # M= letters: E no ETRN, a AUTH required, s SMTPS...
+    raw: Mapping[str, str] = _EMPTY
+
+
+@dataclass(frozen=True)
+class Config:
+    """The immutable snapshot of a translated configuration."""
+
+    cf_path: str | None  # None for the embedded default
+    cf: CfFile
+    macros: Mapping[str, str]  # one-letter names as "j", long names as "daemon_flags"; unexpanded
+    classes: Mapping[str, frozenset[str]]  # class w, R, M, G, t, ... (members lower-cased)
+    options: Mapping[str, object]  # long option name -> typed value, per the options registry
+    mailers: Mapping[str, MailerSpec]
+    maps: Mapping[str, MapSpec]
+    rulesets: Mapping[str, Ruleset]  # by name and by str(number)
+    headers: tuple[HeaderSpec, ...]
+    daemons: tuple[DaemonSpec, ...]
+    priorities: Mapping[str, int] = _EMPTY
+    trusted_users: frozenset[str] = frozenset()
+    # Derived routing facts (what the m4 FEATUREs of a stock config mean):
+    hostname: str = "localhost"  # $j
+    local_host_names: frozenset[str] = frozenset()  # class w
+    relay_domains: frozenset[str] = frozenset()  # class R
+    smart_host: str | None = None  # DS, e.g. "relay:[smarthost.example.net]"
+    masquerade_as: str | None = None  # DM
+    masquerade_domains: frozenset[str] = frozenset()  # class M
+    generics_domains: frozenset[str] = frozenset()  # class G
+    state_dir: Path | None = None  # where a non-root embedded default keeps its files
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    def option(self, name: str, default: object = None) -> object:
+        return self.options.get(name, default)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line settings that win over the file (`-O Name=value`, `-oXvalue`, `-M x v`)."""
+
+    options: Mapping[str, str] = field(default_factory=dict)  # long name -> raw value
+    macros: Mapping[str, str] = field(default_factory=dict)
