@@ -1,0 +1,5 @@
+import sys
+
+from pysendmail.cli.main import main
+
+sys.exit(main())
