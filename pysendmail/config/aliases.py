@@ -1,0 +1,373 @@
+"""The aliases(5) file: parsing it into an `AliasFile`, as sendmail's newaliases reads it.
+
+Owns: the line discipline (comments, blank lines, continuation lines that start with
+white space, a backslash before the newline), the split at the first colon, the targets of
+each entry (addresses, `"|program"`, `/file`, `:include:/path`, `error:code text`), the
+statistics newaliases prints (`N aliases, longest L bytes, T bytes total`, counted as
+sendmail counts them: the bytes of the key plus the raw right-hand side) and sendmail's
+messages for bad lines (`FILE: line N: missing colon`).
+
+Warnings beyond sendmail's (a duplicate key, an alias loop, an unbalanced quote) are
+`Diagnostic`s with file:line:col. Nothing here reads a file other than through
+`read_aliases()`; `parse_aliases()` is a pure function of the text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import LarkError, UnexpectedInput
+
+from pysendmail.errors import ConfigError, Diagnostic, Location
+
+GRAMMAR_PATH = Path(__file__).parent / "grammars" / "aliases.lark"
+INCLUDE_PREFIX = ":include:"
+ERROR_PREFIX = "error:"
+# sendmail's readaliases() reads into a BUFSIZ buffer: a longer logical line is refused.
+MAX_LINE_BYTES = 8192
+
+
+class TargetKind(StrEnum):
+    ADDRESS = "address"
+    PROGRAM = "program"  # "|command args"
+    FILE = "file"  # "/path/to/file"
+    INCLUDE = "include"  # :include:/path
+    ERROR = "error"  # error:5.1.1:550 text
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    """One target of an alias: `text` as written, `value` unquoted and without its prefix."""
+
+    text: str
+    kind: TargetKind
+    value: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class AliasEntry:
+    name: str  # the left-hand side as written
+    key: str  # the lookup key: the local part, lower-cased
+    rhs: str  # the right-hand side as sendmail stores it (continuations joined)
+    targets: tuple[AliasTarget, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
+class AliasStats:
+    aliases: int
+    longest: int
+    total: int
+
+
+@dataclass(frozen=True)
+class AliasFile:
+    """A parsed aliases file. `entries` maps each key to its last definition."""
+
+    path: str
+    entries: Mapping[str, AliasEntry]
+    stats: AliasStats
+    # What sendmail's newaliases prints for this file's bad lines, in order.
+    messages: tuple[str, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    def lookup(self, name: str) -> AliasEntry | None:
+        return self.entries.get(name.lower())
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(
+        GRAMMAR_PATH.read_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+    )
+
+
+def classify_target(text: str) -> tuple[TargetKind, str]:
+    """What a target (as written) is, and its value without quotes or prefix."""
+    inner = text.strip()
+    if len(inner) >= 2 and inner[0] == '"' and inner[-1] == '"':
+        inner = inner[1:-1].replace('\\"', '"')
+    if inner.startswith("|"):
+        return TargetKind.PROGRAM, inner
+    if inner.startswith("/"):
+        return TargetKind.FILE, inner
+    if inner.lower().startswith(INCLUDE_PREFIX):
+        return TargetKind.INCLUDE, inner[len(INCLUDE_PREFIX) :].strip()
+    if inner.lower().startswith(ERROR_PREFIX):
+        return TargetKind.ERROR, inner[len(ERROR_PREFIX) :].strip()
+    return TargetKind.ADDRESS, text.strip()
+
+
+@dataclass
+class _LogicalLine:
+    """A line with its continuations joined, and where each joined piece started."""
+
+    text: str
+    first_line: int
+    # (offset in text, physical line, column of that offset) for each joined piece
+    pieces: list[tuple[int, int, int]]
+
+    def location(self, path: str, offset: int) -> Location:
+        line, column, start = self.first_line, 1, 0
+        for piece_offset, piece_line, piece_column in self.pieces:
+            if piece_offset > offset:
+                break
+            start, line, column = piece_offset, piece_line, piece_column
+        return Location(path, line, column + offset - start)
+
+
+def _byte_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _is_continuation(line: str) -> bool:
+    return line[:1] in (" ", "\t")
+
+
+class _Reader:
+    """Reads an aliases text as readaliases() does and collects entries and messages."""
+
+    def __init__(self, text: str, path: str, is_local_domain: Callable[[str], bool] | None) -> None:
+        self.path = path
+        self.is_local_domain = is_local_domain
+        self.lines = [line.removesuffix("\r") for line in text.split("\n")]
+        if self.lines and self.lines[-1] == "":
+            self.lines.pop()
+        self.entries: dict[str, AliasEntry] = {}
+        self.messages: list[str] = []
+        self.diagnostics: list[Diagnostic] = []
+        self.count = self.longest = self.total = 0
+
+    def message(self, line: int, text: str, column: int = 1, severity: str = "error") -> None:
+        self.messages.append(f"{self.path}: line {line}: {text}")
+        self.diagnostics.append(Diagnostic(Location(self.path, line, column), text, severity))
+
+    def warn(self, location: Location, text: str) -> None:
+        self.diagnostics.append(Diagnostic(location, text, "warning"))
+
+    def read(self) -> None:
+        index, skipping = 0, False
+        while index < len(self.lines):
+            first = index
+            text = self.lines[index]
+            index += 1
+            pieces: list[tuple[int, int, int]] = []
+            while text.endswith("\\") and index < len(self.lines):
+                pieces.append((len(text) - 1, index + 1, 1))
+                text = text[:-1] + self.lines[index]
+                index += 1
+            if text == "" or text.startswith("#"):
+                skipping = False
+                continue
+            if _is_continuation(text):
+                if not skipping:
+                    self.message(first + 1, "Non-continuation line starts with space")
+                skipping = True
+                continue
+            skipping = False
+            while index < len(self.lines) and _is_continuation(self.lines[index]):
+                pieces.append((len(text), index + 1, 1))
+                text += self.lines[index]
+                index += 1
+            logical = _LogicalLine(text, first + 1, pieces)
+            if _byte_len(text) >= MAX_LINE_BYTES:
+                self.message(first + 1, "alias line too long")
+                continue
+            self.entry(logical, last_line=index)
+
+    def entry(self, logical: _LogicalLine, last_line: int) -> None:
+        text = logical.text
+        colon = text.find(":")
+        if colon < 0:
+            self.message(logical.first_line, "missing colon", len(text) + 1)
+            return
+        name = text[:colon].strip()
+        if not _legal_name(name):
+            self.message(logical.first_line, f"{text[:40]}... illegal alias name")
+            return
+        local, _, domain = name.rpartition("@") if "@" in name else (name, "", "")
+        if domain and self.is_local_domain is not None and not self.is_local_domain(domain):
+            self.message(logical.first_line, f"{name}... cannot alias non-local names")
+            return
+        rhs_start = colon + 1
+        while rhs_start < len(text) and text[rhs_start] in " \t":
+            rhs_start += 1
+        rhs = text[rhs_start:]
+        if rhs.strip() == "":
+            self.message(logical.first_line, f"{text[:40]}... missing value for alias")
+            return
+        targets = self.targets(logical, colon)
+        key = local.lower()
+        location = Location(self.path, logical.first_line, 1)
+        if key in self.entries:
+            # sendmail's hash map store: "Warning: duplicate alias name", the later one wins.
+            earlier = self.entries[key].location.line
+            self.messages.append(
+                f"{self.path}: line {last_line}: Warning: duplicate alias name {local}"
+            )
+            self.warn(location, f"duplicate alias name {local} (first defined on line {earlier})")
+        self.entries[key] = AliasEntry(name, key, rhs, targets, location)
+        self.count += 1
+        size = _byte_len(rhs)
+        self.total += _byte_len(local) + size
+        self.longest = max(self.longest, size)
+
+    def targets(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
+        text = logical.text
+        try:
+            tree = _parser().parse(text)
+        except UnexpectedInput as exc:
+            location = logical.location(self.path, max(exc.pos_in_stream or colon, colon))
+            self.diagnostics.append(
+                Diagnostic(location, "unbalanced quote, bracket or parenthesis", "error")
+            )
+            return self._split_plainly(logical, colon)
+        except LarkError:  # pragma: no cover - lark raises UnexpectedInput for bad text
+            return self._split_plainly(logical, colon)
+        rhs_tree = next(t for t in tree.children if isinstance(t, Tree) and t.data == "rhs")
+        found = []
+        for target in rhs_tree.children:
+            if not isinstance(target, Tree):
+                continue
+            tokens = [t for t in target.children if isinstance(t, Token)]
+            start, end = tokens[0].start_pos, tokens[-1].end_pos
+            written = text[start:end]
+            kind, value = classify_target(written)
+            found.append(AliasTarget(written, kind, value, logical.location(self.path, start)))
+        return tuple(found)
+
+    def _split_plainly(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
+        found, offset = [], colon + 1
+        for part in logical.text[colon + 1 :].split(","):
+            written = part.strip()
+            if written:
+                start = offset + part.index(written)
+                kind, value = classify_target(written)
+                found.append(AliasTarget(written, kind, value, logical.location(self.path, start)))
+            offset += len(part) + 1
+        return tuple(found)
+
+
+def _legal_name(name: str) -> bool:
+    if not name or name.startswith("@") or name.endswith("@"):
+        return False
+    return not any(c in name for c in ' \t"<>(),;\\') and name.count("@") <= 1
+
+
+def _loop_diagnostics(path: str, entries: Mapping[str, AliasEntry]) -> list[Diagnostic]:
+    """Alias loops among plain local names (`a: b`, `b: a`): one warning per loop."""
+    graph = {
+        key: [
+            t.value.lower()
+            for t in entry.targets
+            if t.kind is TargetKind.ADDRESS and t.value.lower() in entries and t.value[:1] != "\\"
+        ]
+        for key, entry in entries.items()
+    }
+    found: list[Diagnostic] = []
+    seen_loops: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    for root in graph:
+        if state.get(root):
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path_keys: list[str] = [root]
+        state[root] = 1
+        while stack:
+            node, child_index = stack[-1]
+            children = graph[node]
+            if child_index >= len(children):
+                stack.pop()
+                path_keys.pop()
+                state[node] = 2
+                continue
+            stack[-1] = (node, child_index + 1)
+            child = children[child_index]
+            if state.get(child) == 1:
+                members = path_keys[path_keys.index(child) :]
+                if frozenset(members) not in seen_loops:
+                    seen_loops.add(frozenset(members))
+                    chain = " -> ".join([*members, child])
+                    lines = ", ".join(str(entries[m].location.line) for m in members)
+                    found.append(
+                        Diagnostic(
+                            entries[child].location,
+                            f"alias loop: {chain} (lines {lines})",
+                            "warning",
+                        )
+                    )
+            elif not state.get(child):
+                state[child] = 1
+                stack.append((child, 0))
+                path_keys.append(child)
+    return found
+
+
+def parse_aliases(
+    text: str, path: str, *, is_local_domain: Callable[[str], bool] | None = None
+) -> AliasFile:
+    """Parse an aliases file's text. Never raises for bad content: see `messages`/`diagnostics`.
+
+    `is_local_domain`, when given, lets a left-hand side `name@domain` be checked as
+    sendmail checks it (`cannot alias non-local names`).
+    """
+    reader = _Reader(text, path, is_local_domain)
+    reader.read()
+    diagnostics = [*reader.diagnostics, *_loop_diagnostics(path, reader.entries)]
+    return AliasFile(
+        path=path,
+        entries=reader.entries,
+        stats=AliasStats(reader.count, reader.longest, reader.total),
+        messages=tuple(reader.messages),
+        diagnostics=tuple(diagnostics),
+    )
+
+
+def read_aliases(
+    path: str | os.PathLike[str], *, is_local_domain: Callable[[str], bool] | None = None
+) -> AliasFile:
+    """Read and parse an aliases file; a file that cannot be read is a ConfigError."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot open {path}: {exc.strerror}") from exc
+    text = data.decode("utf-8", "surrogateescape")
+    return parse_aliases(text, os.fspath(path), is_local_domain=is_local_domain)
+
+
+def include_diagnostics(
+    aliases: AliasFile, exists: Callable[[str], bool] = os.path.exists
+) -> list[Diagnostic]:
+    """Warnings for `:include:` targets whose file does not exist."""
+    return [
+        Diagnostic(target.location, f":include: file {target.value} does not exist", "warning")
+        for entry in aliases.entries.values()
+        for target in entry.targets
+        if target.kind is TargetKind.INCLUDE and not exists(target.value)
+    ]
+
+
+def parse_include_list(text: str, path: str) -> tuple[AliasTarget, ...]:
+    """The targets of an :include: file (or a .forward): comma/newline separated, # comments."""
+    found: list[AliasTarget] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.removesuffix("\r")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        logical = _LogicalLine("x:" + line, number, [])
+        reader = _Reader("", path, None)
+        for target in reader.targets(logical, 1):
+            location = Location(path, number, max(1, target.location.column - 2))
+            found.append(AliasTarget(target.text, target.kind, target.value, location))
+    return tuple(found)
