@@ -1,0 +1,553 @@
+"""The durable queue directory: enqueue, locks, rewrite, removal, quarantine.
+
+Nothing is acknowledged before `Draft.commit()` returns, and `commit()` returns only
+once the message is on stable storage. The files of one message go through these
+states (ID = the queue ID; "crash" = the process dies or the machine loses power):
+
+  S0  nothing.                                  Crash: nothing.
+  S1  df<ID> being written (open_draft, write).  Crash: an orphan df, never acknowledged;
+      `cleanup()` removes it once old.
+  S2  df fsynced, tf<ID> being written (commit). Crash: df + partial tf, never
+      acknowledged; `cleanup()` removes both once old.
+  S3  tf fsynced and renamed to qf<ID>, directory not yet synced. Power loss: the rename
+      may be lost (back to S2). Process crash: the message is queued but was not
+      acknowledged; it is delivered, and the client may send it again (the duplicate
+      window every MTA has).
+  S4  directory fsynced: commit() returns the ID; the message is acknowledged, durable.
+  S5  a runner holds the qf's flock while delivering. Crash: the kernel drops the lock,
+      the qf is as before the attempt, so recipients delivered in that attempt are
+      delivered again: the one window sendmail also has, between a mailer's success
+      and the qf rewrite.
+  S6  rewrite(): tf written and fsynced, then renamed over the qf. Crash before the
+      rename: the old qf wins; `cleanup()` removes the stale tf.
+  S7  remove(): the qf is unlinked first, then the df. Crash between: an orphan df of a
+      finished message; `cleanup()` removes it.
+  lost  a qf that cannot be parsed, or whose df is missing, is renamed Qf<ID> and logged
+      (`quarantine_lost()`); it is kept for the administrator and never run again.
+
+A qf is always created by rename, so a reader sees a whole qf or none; a df exists before
+its qf and is removed after it, so a qf without a df is damage (-> lost). Locks are
+flock(2) locks on the qf, the kind sendmail takes on Linux, held by the open file, so two
+runners (processes or threads) never work on one message at once.
+
+Disk errors (ENOSPC, EIO, EDQUOT) raise QueueError, a temporary failure; what was
+already queued is untouched. Every file operation goes through `FileOps`, the seam the
+tests use to inject failures.
+
+Group commit: `commit()` fsyncs its own df and tf, then asks the directory's
+`DirectorySyncer` for a directory fsync that *starts* after its rename. Committers that
+arrive while one fsync runs share the next one, so N threads committing together cost
+about two directory fsyncs, not N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pysendmail.envelope import Envelope
+from pysendmail.errors import QueueError
+from pysendmail.headers import Header
+from pysendmail.queue import qf as qfmod
+from pysendmail.queue.qf import QueueFile, QueueFileCorrupt, QueueIdGenerator
+
+log = logging.getLogger("pysendmail.queue")
+
+_FILE_MODE = 0o600
+_WRITE_BUFFER = 64 * 1024
+# Orphans (df without qf, stale tf) younger than this may belong to a live writer.
+ORPHAN_AGE = 36 * 3600
+
+
+class FileOps:
+    """The file operations the store makes; tests subclass it to inject failures."""
+
+    def open(self, path: str, flags: int, mode: int = _FILE_MODE) -> int:
+        return os.open(path, flags, mode)
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+
+def _write_all(ops: FileOps, fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = ops.write(fd, view)
+        view = view[written:]
+
+
+def _queue_error(action: str, error: OSError) -> QueueError:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return QueueError(f"queue: cannot {action}: {reason}")
+
+
+class DirectorySyncer:
+    """One directory fsync shared by every commit that is waiting for it."""
+
+    def __init__(self, directory: str, ops: FileOps) -> None:
+        self._directory = directory
+        self._ops = ops
+        self._cond = threading.Condition()
+        self._started = 0
+        self._done = 0
+        self._running = False
+        self.fsync_count = 0  # for tests and benchmarks
+
+    def sync(self) -> None:
+        """Return once a directory fsync that began after this call has finished."""
+        with self._cond:
+            needed = self._started + 1
+            while True:
+                if self._done >= needed:
+                    return
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    generation = self._started
+                    break
+                self._cond.wait()
+        failure: OSError | None = None
+        try:
+            fd = self._ops.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                self._ops.fsync(fd)
+            finally:
+                self._ops.close(fd)
+        except OSError as error:
+            failure = error
+        with self._cond:
+            self._running = False
+            if failure is None:
+                self._done = generation
+                self.fsync_count += 1
+            self._cond.notify_all()
+        if failure is not None:
+            raise failure
+
+
+class Draft:
+    """A message being written: the body streams into df<ID>; commit() queues it."""
+
+    def __init__(self, store: QueueStore, qid: str, df_fd: int) -> None:
+        self.store = store
+        self.qid = qid
+        self._fd: int | None = df_fd
+        self._buffer = bytearray()
+        self.size = 0
+        self.has_8bit = False
+        self.finished = False
+
+    def write(self, chunk: bytes) -> None:
+        """Append body bytes (LF line ends, no dot-stuffing) to the df."""
+        if self.finished or self._fd is None:
+            raise QueueError("queue: write to a finished draft")
+        if not self.has_8bit and not chunk.isascii():
+            self.has_8bit = True
+        self.size += len(chunk)
+        self._buffer += chunk
+        if len(self._buffer) >= _WRITE_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer or self._fd is None:
+            return
+        try:
+            _write_all(self.store.ops, self._fd, bytes(self._buffer))
+        except OSError as error:
+            self.abort()
+            raise _queue_error(f"write df{self.qid}", error) from error
+        self._buffer.clear()
+
+    def commit(
+        self,
+        envelope: Envelope,
+        headers: list[Header],
+        *,
+        msg_size: int | None = None,
+        hostname: str | None = None,
+        msg_class: int = 0,
+        now: float | None = None,
+    ) -> str:
+        """Make the message durable (df, tf, rename to qf, directory fsync); its queue ID.
+
+        `msg_size` is what sendmail counts for the priority: the header block as received
+        plus the body; by default the rendered headers, a separator line and the body.
+        """
+        qf = self.build_queue_file(
+            envelope, headers, msg_size=msg_size, hostname=hostname, msg_class=msg_class, now=now
+        )
+        return self.commit_queue_file(qf)
+
+    def build_queue_file(
+        self,
+        envelope: Envelope,
+        headers: list[Header],
+        *,
+        msg_size: int | None = None,
+        hostname: str | None = None,
+        msg_class: int = 0,
+        now: float | None = None,
+    ) -> QueueFile:
+        if msg_size is None:
+            header_size = sum(len(h.text().encode("utf-8", "surrogateescape")) + 1 for h in headers)
+            msg_size = header_size + (1 if headers else 0) + self.size
+        envelope_copy = envelope
+        if self.has_8bit and "8" not in envelope.flags:
+            envelope_copy = dataclasses.replace(envelope, flags={*envelope.flags, "8"})
+        return qfmod.from_envelope(
+            self.qid,
+            envelope_copy,
+            headers,
+            msg_size=msg_size,
+            queued_at=int(time.time() if now is None else now),
+            hostname=hostname,
+            msg_class=msg_class,
+        )
+
+    def commit_queue_file(self, qf: QueueFile) -> str:
+        """Commit with a QueueFile the caller built (its qid must be this draft's)."""
+        if self.finished or self._fd is None:
+            raise QueueError("queue: commit of a finished draft")
+        qf.qid = self.qid
+        store = self.store
+        self._flush()
+        try:
+            if store.fsync:
+                store.ops.fsync(self._fd)
+            store.ops.close(self._fd)
+            self._fd = None
+        except OSError as error:
+            self.abort()
+            raise _queue_error(f"sync df{self.qid}", error) from error
+        try:
+            store.write_qf(qf, create=True)
+        except QueueError:
+            self.abort()
+            raise
+        self.finished = True
+        return self.qid
+
+    def abort(self) -> None:
+        """Forget the draft: its df (and tf) are removed. Safe to call twice."""
+        if self._fd is not None:
+            try:
+                self.store.ops.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        if not self.finished:
+            self.finished = True
+            # qf too: a commit that failed after its rename was never acknowledged.
+            for prefix in ("qf", "tf", "df"):
+                try:
+                    self.store.ops.unlink(str(self.store.path(prefix, self.qid)))
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Draft:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.finished:
+            self.abort()
+
+
+@dataclass
+class LockedMessage:
+    """A qf this process holds the lock of; `queue_file` may be rewritten and saved."""
+
+    qid: str
+    fd: int
+    queue_file: QueueFile
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the file drops the flock
+            self.fd = -1
+
+
+class QueueStore:
+    """One queue directory (QueueDirectory) of qf/df files."""
+
+    def __init__(
+        self,
+        queue_dir: str | os.PathLike[str],
+        *,
+        ops: FileOps | None = None,
+        fsync: bool = True,
+        id_generator: QueueIdGenerator | None = None,
+    ) -> None:
+        self.queue_dir = Path(queue_dir)
+        self.ops = ops or FileOps()
+        self.fsync = fsync
+        self.ids = id_generator or QueueIdGenerator()
+        self.syncer = DirectorySyncer(str(self.queue_dir), self.ops)
+
+    def path(self, prefix: str, qid: str) -> Path:
+        return self.queue_dir / f"{prefix}{qid}"
+
+    # ------------------------------------------------------------ enqueue
+
+    def open_draft(self) -> Draft:
+        """Reserve a queue ID (df<ID> created exclusively) and return its draft."""
+        for _ in range(10000):
+            qid = self.ids.next_id()
+            if self.path("qf", qid).exists() or self.path("tf", qid).exists():
+                continue
+            try:
+                fd = self.ops.open(
+                    str(self.path("df", qid)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
+                )
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise _queue_error(f"create df{qid} in {self.queue_dir}", error) from error
+            return Draft(self, qid, fd)
+        raise QueueError("queue: no free queue ID")
+
+    def enqueue(self, envelope: Envelope, headers: list[Header], body: bytes, **kwargs) -> str:
+        """Queue a whole message at once; returns its queue ID once it is durable."""
+        draft = self.open_draft()
+        try:
+            draft.write(body)
+            return draft.commit(envelope, headers, **kwargs)
+        except BaseException:
+            draft.abort()
+            raise
+
+    def write_qf(self, qf: QueueFile, *, create: bool = False, lock_fd: int | None = None) -> int:
+        """Write tf<ID>, fsync it, rename it over qf<ID>, fsync the directory.
+
+        Returns the fd of the new qf, locked (the caller owns it), unless `create` is set,
+        when it is closed. The tf is locked while written, so a concurrent cleanup leaves it.
+        """
+        tf_path = str(self.path("tf", qf.qid))
+        data = qfmod.render(qf)
+        try:
+            fd = self.ops.open(tf_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        except OSError as error:
+            raise _queue_error(f"create tf{qf.qid}", error) from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(self.ops, fd, data)
+            if self.fsync:
+                self.ops.fsync(fd)
+            self.ops.rename(tf_path, str(self.path("qf", qf.qid)))
+        except OSError as error:
+            self.ops.close(fd)
+            try:
+                self.ops.unlink(tf_path)
+            except OSError:
+                pass
+            raise _queue_error(f"write qf{qf.qid}", error) from error
+        if lock_fd is not None and lock_fd >= 0:
+            os.close(lock_fd)
+        try:
+            if self.fsync:
+                self.syncer.sync()
+        except OSError as error:
+            # The rename happened but may not be durable: not acknowledged.
+            if create:
+                self.ops.close(fd)
+            raise _queue_error(f"sync {self.queue_dir}", error) from error
+        if create:
+            self.ops.close(fd)
+            return -1
+        return fd
+
+    # ------------------------------------------------------------ reading and locking
+
+    def queue_ids(self) -> list[str]:
+        """The IDs of every qf in the directory, in directory order."""
+        try:
+            with os.scandir(self.queue_dir) as entries:
+                return [e.name[2:] for e in entries if e.name.startswith("qf")]
+        except FileNotFoundError:
+            return []
+
+    def read(self, qid: str) -> QueueFile:
+        """Parse qf<ID> without locking it (for listings). Raises QueueFileCorrupt/OSError."""
+        return qfmod.parse(self.path("qf", qid).read_bytes(), qid)
+
+    def is_locked(self, qid: str) -> bool:
+        """Whether another process or thread holds the qf's lock now."""
+        try:
+            fd = os.open(self.path("qf", qid), os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def lock(self, qid: str) -> LockedMessage | None:
+        """Lock and read qf<ID>; None if someone else holds it or it is gone.
+
+        A qf that cannot be parsed, or whose df is missing, is renamed Qf<ID>, logged,
+        and None returned: the run goes on with the next message.
+        """
+        qf_path = self.path("qf", qid)
+        try:
+            fd = os.open(qf_path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # The file we locked must still be the one named qf<ID> (not replaced meanwhile).
+        try:
+            if not _same_file(os.fstat(fd), os.stat(qf_path)):
+                os.close(fd)
+                return None
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+        try:
+            data = _read_fd(fd)
+            queue_file = qfmod.parse(data, qid)
+        except (QueueFileCorrupt, UnicodeError) as error:
+            os.close(fd)
+            self.quarantine_lost(qid, f"unreadable queue file: {error}")
+            return None
+        if not self.path("df", qid).exists():
+            os.close(fd)
+            self.quarantine_lost(qid, "data file missing")
+            return None
+        return LockedMessage(qid=qid, fd=fd, queue_file=queue_file)
+
+    def rewrite(self, locked: LockedMessage) -> None:
+        """Save the locked message's queue file (tf + rename); the lock moves to the new qf."""
+        new_fd = self.write_qf(locked.queue_file, lock_fd=locked.fd)
+        locked.fd = new_fd
+
+    def remove(self, locked: LockedMessage) -> None:
+        """The message is done: qf unlinked first, then df, then the lock dropped."""
+        for prefix in ("qf", "df"):
+            try:
+                self.ops.unlink(str(self.path(prefix, locked.qid)))
+            except FileNotFoundError:
+                pass
+        locked.release()
+
+    def quarantine_lost(self, qid: str, reason: str) -> None:
+        """Rename qf<ID> to Qf<ID> (sendmail's "lost" queue file) and log why."""
+        try:
+            self.ops.rename(str(self.path("qf", qid)), str(self.path("Qf", qid)))
+        except OSError as error:
+            log.error("%s: cannot rename qf to Qf: %s (%s)", qid, os.strerror(error.errno), reason)
+            return
+        log.error("%s: %s: renamed to Qf%s", qid, reason, qid)
+
+    def df_size(self, qid: str) -> int:
+        try:
+            return os.stat(self.path("df", qid)).st_size
+        except OSError:
+            return -1
+
+    def df_inode(self, qid: str) -> str | None:
+        """The `I` line value sendmail writes: major/minor/inode of the df."""
+        try:
+            st = os.stat(self.path("df", qid))
+        except OSError:
+            return None
+        return f"{os.major(st.st_dev)}/{os.minor(st.st_dev)}/{st.st_ino}"
+
+    def open_body(self, qid: str):
+        """The df opened for reading (binary); the caller closes it."""
+        return open(self.path("df", qid), "rb")
+
+    # ------------------------------------------------------------ cleanup
+
+    def cleanup(self, min_age: float = ORPHAN_AGE, now: float | None = None) -> list[str]:
+        """Remove what crashes left: stale tf files and df files without a qf.
+
+        Only files older than `min_age` seconds and not locked are removed; the names
+        removed are returned.
+        """
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        try:
+            names = set(os.listdir(self.queue_dir))
+        except FileNotFoundError:
+            return removed
+        for name in sorted(names):
+            prefix, qid = name[:2], name[2:]
+            if prefix == "tf":
+                stale = True
+            elif prefix == "df":
+                stale = f"qf{qid}" not in names and f"Qf{qid}" not in names
+            else:
+                continue
+            if not stale or not self._old_and_unlocked(name, now - min_age):
+                continue
+            try:
+                os.unlink(self.queue_dir / name)
+                removed.append(name)
+                log.info("%s: removed orphan %s", qid, name)
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def _old_and_unlocked(self, name: str, cutoff: float) -> bool:
+        path = self.queue_dir / name
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_mtime > cutoff or not stat.S_ISREG(st.st_mode):
+                return False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.queue_ids())
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _read_fd(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
