@@ -14,11 +14,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 from pysendmail.errors import Diagnostic, Location
 
-_EMPTY: Mapping = MappingProxyType({})
+
+class FrozenMap(dict):
+    """A read-only dict: immutable like MappingProxyType, but picklable (the config cache)."""
+
+    __slots__ = ()
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a configuration mapping cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return (FrozenMap, (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict.__repr__(self)})"
+
+
+_EMPTY: Mapping = FrozenMap()
 
 
 # ---------------------------------------------------------------- raw sendmail.cf
