@@ -9,7 +9,7 @@ from pysendmail.config.cfparse import parse_cf
 from pysendmail.errors import ConfigError
 
 # Line starts that reach every line type, so the text is not only "unknown line" errors.
-_STARTS = list("VDCFOMQXKSRHPTE# \t") + ["O ", "R$*\t", "H?", "K x ", "S", "F-o", "M x,"]
+_STARTS = [*"VDCFOMQXKSRHPTE# \t", "O ", "R$*\t", "H?", "K x ", "S", "F-o", "M x,"]
 _line = st.builds(
     lambda start, body: start + body,
     st.sampled_from(_STARTS),
