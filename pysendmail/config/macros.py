@@ -1,0 +1,118 @@
+"""Expanding sendmail macro references in text: the SMTP greeting, Received:, From_ lines, -bt.
+
+    $x        the value of one-letter macro x         ${name}   the value of a long-named macro
+    $&x       the value of x, used as it is (its own macro references are not expanded)
+    $?x yes $| no $.    `yes` when x is set and not empty, else `no` (the `$| no` part is
+                        optional); conditionals nest
+
+A value's own references are expanded in turn (to a fixed depth, so a macro that names
+itself cannot loop). An unset macro expands to nothing. The rewriting-rule operators
+(`$*`, `$+`, `$1`, `$#`, `$@`, `$:`, `$>`, `$[`, `$(` ...) are left as written: rules/
+owns them. Nothing here reads files or the clock: callers put `$b`, `$j`, `$i` into `macros`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Characters after `$` that are rule operators or conditional punctuation, not macro names.
+_NOT_MACROS = frozenset("*+-=~#@:>|.?&{}[]()0123456789$ \t\n")
+_MAX_DEPTH = 10
+
+
+def expand(text: str, macros: Mapping[str, str]) -> str:
+    """`text` with its macro references replaced by their values in `macros`."""
+    return _Expander(text, macros, 0).run()
+
+
+def macro_references(text: str) -> set[str]:
+    """The names of the macros that `text` refers to (`$x`, `${name}`, `$&x`, `$?x`)."""
+    names: set[str] = set()
+    index = 0
+    while True:
+        index = text.find("$", index)
+        if index < 0 or index + 1 >= len(text):
+            return names
+        after = index + 1
+        if text[after] in "&?":
+            after += 1
+        name, end = _read_name(text, after)
+        if name:
+            names.add(name)
+        index = max(end, index + 1)
+
+
+def _read_name(text: str, pos: int) -> tuple[str | None, int]:
+    """The macro name at `pos` (`x` or `{name}`) and where it ends."""
+    if pos >= len(text):
+        return None, pos
+    if text[pos] == "{":
+        close = text.find("}", pos)
+        if close < 0:
+            return None, pos
+        name = text[pos + 1 : close]
+        return (name or None), close + 1
+    if text[pos] in _NOT_MACROS:
+        return None, pos
+    return text[pos], pos + 1
+
+
+class _Expander:
+    def __init__(self, text: str, macros: Mapping[str, str], depth: int) -> None:
+        self.text = text
+        self.macros = macros
+        self.depth = depth
+        self.pos = 0
+
+    def value(self, name: str, expand_it: bool) -> str:
+        raw = self.macros.get(name, "")
+        if not expand_it or "$" not in raw or self.depth >= _MAX_DEPTH:
+            return raw
+        return _Expander(raw, self.macros, self.depth + 1).run()
+
+    def run(self) -> str:
+        out, _ = self.until(stops=())
+        return out
+
+    def until(self, stops: tuple[str, ...]) -> tuple[str, str | None]:
+        """Expand up to (not past) `$` followed by one of `stops`; returns the text
+        and the stop met (None at the end of the text)."""
+        text = self.text
+        out: list[str] = []
+        while self.pos < len(text):
+            dollar = text.find("$", self.pos)
+            if dollar < 0:
+                out.append(text[self.pos :])
+                self.pos = len(text)
+                break
+            out.append(text[self.pos : dollar])
+            after = dollar + 1
+            marker = text[after] if after < len(text) else ""
+            if marker and marker in stops:
+                self.pos = after + 1
+                return "".join(out), marker
+            if marker == "?":
+                out.append(self.conditional(dollar, after + 1))
+                continue
+            deferred = marker == "&"
+            name, end = _read_name(text, after + 1 if deferred else after)
+            if name is None:
+                out.append("$")  # an operator or a lone `$`: kept as written
+                self.pos = after
+                continue
+            out.append(self.value(name, expand_it=not deferred))
+            self.pos = end
+        return "".join(out), None
+
+    def conditional(self, dollar: int, name_at: int) -> str:
+        name, end = _read_name(self.text, name_at)
+        if name is None:
+            self.pos = name_at
+            return "$?"
+        self.pos = end
+        is_set = bool(self.macros.get(name, ""))
+        then_part, stop = self.until(stops=("|", "."))
+        else_part = ""
+        if stop == "|":
+            else_part, _ = self.until(stops=(".",))
+        return then_part if is_set else else_part
