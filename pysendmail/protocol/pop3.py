@@ -12,7 +12,7 @@ through three narrow doors the daemon fills in: `verify(user, password)` for cre
 `apop_secret(user)` when APOP is offered. What the daemon must do comes back as events:
 `Send` bytes, `Pause` before going on (the delay after a failed login), `StartTLS`,
 `Close`, and `Log` lines. Deletions reach the mailbox only through `Maildrop.commit`,
-called in the UPDATE state after QUIT; `connection_lost()` releases the maildrop with
+called in the UPDATE state after QUIT; `connection_lost()` closes the maildrop with
 nothing deleted.
 """
 
@@ -25,9 +25,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from pysendmail.errors import MailError, TempFailure
 
 # RFC 2449: a command line is at most 255 octets with its CRLF. A SASL response line
 # (RFC 5034) may be longer: PLAIN carries two names and a password in base64.
@@ -87,53 +89,63 @@ def top_of(text: bytes, body_lines: int) -> bytes:
     return text[:end]
 
 
+def unique_id(uid: str) -> str:
+    """`uid` if RFC 1939 allows it in UIDL (1-70 characters 0x21-0x7E), else its SHA-1.
+
+    Maildir names written by other programs can be longer or hold other characters;
+    the digest keeps them unique and just as stable.
+    """
+    if 1 <= len(uid) <= 70 and all("!" <= ch <= "~" for ch in uid):
+        return uid
+    return hashlib.sha1(uid.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 # ---------------------------------------------------------------- what the session needs
 
 
-@dataclass(frozen=True)
-class MessageEntry:
-    """One message of an opened maildrop, as the session numbers it."""
+class MessageInfo(Protocol):
+    """What the session needs to know of one message of an opened maildrop."""
 
-    uid: str  # unique-id listing: 1-70 characters 0x21-0x7E, stable across sessions
-    size: int  # crlf_size() of the message: the octets RETR sends before byte-stuffing
+    @property
+    def uid(self) -> str:
+        """Stable across sessions and deliveries while the message stays in the maildrop."""
+        ...
+
+    @property
+    def wire_size(self) -> int:
+        """crlf_size() of the message: the octets RETR sends before byte-stuffing."""
+        ...
 
 
 class Maildrop(Protocol):
-    """A user's mailbox, opened and locked for one session by `open_maildrop(user)`.
+    """A user's mailbox, opened and indexed for one session by `open_maildrop(user)`.
 
-    `entries` is the index made once when the maildrop was opened; messages delivered
-    afterwards are not in it and must survive `commit`.
+    `pysendmail.maildrop.open_maildrop()` gives one. `messages` is the index made once
+    when the maildrop was opened, numbered from 1; messages delivered afterwards are not
+    in it and must survive `commit`. Failures are `MailError`s: temporary ones
+    (`is_temporary`) become `[SYS/TEMP]`, the others `[SYS/PERM]`.
     """
 
     @property
-    def entries(self) -> Sequence[MessageEntry]: ...
+    def messages(self) -> Sequence[MessageInfo]: ...
 
-    def read(self, index: int) -> bytes:
-        """The message at 0-based `index` as stored for the user (no mbox From_ line)."""
+    def read(self, number: int) -> bytes:
+        """Message `number` (1-based) as stored for the user (no mbox From_ line)."""
         ...
 
-    def commit(self, deleted: frozenset[int]) -> None:
-        """Remove the messages at these 0-based indexes, keep every other one, release."""
+    def commit(self, deleted: Collection[int]) -> None:
+        """Remove these messages (1-based numbers) atomically; keep every other one."""
         ...
 
-    def release(self) -> None:
-        """Give the maildrop up unchanged (lock released). Harmless after `commit`."""
+    def close(self) -> None:
+        """Give the maildrop up (locks released). Nothing is deleted but by `commit`."""
         ...
 
 
-class MaildropInUse(Exception):
+class MaildropInUse(TempFailure):
     """Another session holds this maildrop: `-ERR [IN-USE]`."""
 
-
-class MaildropUnavailable(Exception):
-    """The maildrop cannot be used now (lock timeout, I/O error): `-ERR [SYS/TEMP]`."""
-
-
-class MaildropDamaged(Exception):
-    """The mailbox is not readable as a mailbox (corrupt, not an mbox): `-ERR [SYS/PERM]`.
-
-    Whoever raises this must leave the file as it found it.
-    """
+    status = "4.2.0"
 
 
 Verify = Callable[[str, str], bool]
@@ -247,8 +259,8 @@ class Pop3Session:
         self._failed_logins = 0
         self._bad_commands = 0
         self._maildrop: Maildrop | None = None
-        self._entries: Sequence[MessageEntry] = ()
-        self._deleted: set[int] = set()
+        self._messages: Sequence[MessageInfo] = ()
+        self._deleted: set[int] = set()  # 1-based message numbers
 
     # ------------------------------------------------------------ the daemon's calls
 
@@ -306,8 +318,8 @@ class Pop3Session:
         """The client went away (or the daemon is closing it): nothing is deleted."""
         events: list[Event] = []
         if self._maildrop is not None:
-            self._maildrop.release()
-            self._maildrop = None
+            maildrop, self._maildrop = self._maildrop, None
+            maildrop.close()
             if self._deleted:
                 events.append(
                     Log(
@@ -477,23 +489,10 @@ class Pop3Session:
             return events
         try:
             maildrop = self._open_maildrop(user)
-        except MaildropInUse:
-            return [
-                Log(logging.INFO, f"{user}: maildrop in use{peer}"),
-                _err("[IN-USE] Maildrop is locked by another session"),
-            ]
-        except MaildropUnavailable as error:
-            return [
-                Log(logging.ERROR, f"{user}: maildrop unavailable: {error}"),
-                _err("[SYS/TEMP] Maildrop unavailable, try again later"),
-            ]
-        except MaildropDamaged as error:
-            return [
-                Log(logging.ERROR, f"{user}: maildrop damaged, left untouched: {error}"),
-                _err("[SYS/PERM] Maildrop cannot be read; ask the postmaster"),
-            ]
+        except (MailError, OSError) as error:
+            return self._maildrop_failure(error, f"{user}: maildrop{peer}", "Maildrop")
         self._maildrop = maildrop
-        self._entries = tuple(maildrop.entries)
+        self._messages = tuple(maildrop.messages)
         self._deleted = set()
         self.user = user
         self.state = State.TRANSACTION
@@ -506,23 +505,26 @@ class Pop3Session:
     # ------------------------------------------------------------ transaction
 
     def _totals(self) -> tuple[int, int]:
-        live = [entry for index, entry in enumerate(self._entries) if index not in self._deleted]
-        return len(live), sum(entry.size for entry in live)
+        live = [self._messages[number - 1] for number in self._live_numbers()]
+        return len(live), sum(message.wire_size for message in live)
+
+    def _live_numbers(self) -> list[int]:
+        return [n for n in range(1, len(self._messages) + 1) if n not in self._deleted]
 
     def _no_argument(self, argument: str) -> None:
         if argument.strip():
             raise _BadCommand("no argument expected")
 
     def _number(self, word: str) -> int:
-        """The 0-based index of a live message named by `word` (a 1-based number)."""
+        """The number of a message that is there and not deleted, from the client's `word`."""
         if not word.isascii() or not word.isdigit() or len(word) > _MAX_NUMBER_DIGITS:
             raise _BadCommand("invalid message number")
         number = int(word)
-        if not 1 <= number <= len(self._entries):
+        if not 1 <= number <= len(self._messages):
             raise _BadCommand("no such message")
-        if number - 1 in self._deleted:
+        if number in self._deleted:
             raise _BadCommand(f"message {number} already deleted")
-        return number - 1
+        return number
 
     def _one_number(self, argument: str) -> int:
         words = argument.split()
@@ -536,63 +538,70 @@ class Pop3Session:
         return [_ok(f"{count} {octets}")]
 
     def _list(self, argument: str) -> list[Event]:
-        return self._listing(argument, lambda entry: str(entry.size), "messages")
+        return self._listing(argument, lambda message: str(message.wire_size), "messages")
 
     def _uidl(self, argument: str) -> list[Event]:
-        return self._listing(argument, lambda entry: entry.uid, "unique-id listing")
+        return self._listing(argument, lambda message: unique_id(message.uid), "unique-id listing")
 
     def _listing(
-        self, argument: str, field: Callable[[MessageEntry], str], title: str
+        self, argument: str, field: Callable[[MessageInfo], str], title: str
     ) -> list[Event]:
         if argument.strip():
-            index = self._one_number(argument)
-            return [_ok(f"{index + 1} {field(self._entries[index])}")]
-        lines = [
-            f"{index + 1} {field(entry)}\r\n"
-            for index, entry in enumerate(self._entries)
-            if index not in self._deleted
-        ]
+            number = self._one_number(argument)
+            return [_ok(f"{number} {field(self._messages[number - 1])}")]
+        lines = [f"{n} {field(self._messages[n - 1])}\r\n" for n in self._live_numbers()]
         return [Send(multiline(title + " follows", "".join(lines).encode()))]
 
-    def _read(self, index: int) -> bytes:
+    def _read(self, number: int) -> bytes:
         assert self._maildrop is not None
         try:
-            return crlf_message(self._maildrop.read(index))
-        except MaildropDamaged as error:
+            return crlf_message(self._maildrop.read(number))
+        except (MailError, OSError) as error:
             raise _MaildropFault(
-                "[SYS/PERM] Message cannot be read", f"{self.user}: message {index + 1}: {error}"
-            ) from error
-        except (MaildropUnavailable, OSError) as error:
-            raise _MaildropFault(
-                "[SYS/TEMP] Message cannot be read now",
-                f"{self.user}: message {index + 1}: {error}",
+                self._maildrop_failure(error, f"{self.user}: message {number}", "Message")
             ) from error
 
+    def _maildrop_failure(self, error: Exception, context: str, what: str) -> list[Event]:
+        if isinstance(error, MaildropInUse):
+            return [
+                Log(logging.INFO, f"{context}: in use"),
+                _err("[IN-USE] Maildrop is locked by another session"),
+            ]
+        if isinstance(error, OSError) or (isinstance(error, MailError) and error.is_temporary):
+            return [
+                Log(logging.ERROR, f"{context}: {error}"),
+                _err(f"[SYS/TEMP] {what} unavailable, try again later"),
+            ]
+        return [
+            Log(logging.ERROR, f"{context}: {error} (left untouched)"),
+            _err(f"[SYS/PERM] {what} cannot be read; ask the postmaster"),
+        ]
+
     def _retr(self, argument: str) -> list[Event]:
-        index = self._one_number(argument)
+        number = self._one_number(argument)
         try:
-            text = self._read(index)
+            text = self._read(number)
         except _MaildropFault as fault:
-            return fault.events()
+            return fault.events
         return [Send(multiline(f"{len(text)} octets", text))]
 
     def _top(self, argument: str) -> list[Event]:
         words = argument.split()
         if len(words) != 2:
             raise _BadCommand("TOP takes a message number and a line count")
-        index = self._number(words[0])
+        number = self._number(words[0])
         if not words[1].isascii() or not words[1].isdigit() or len(words[1]) > _MAX_NUMBER_DIGITS:
             raise _BadCommand("invalid line count")
         try:
-            text = self._read(index)
+            text = self._read(number)
         except _MaildropFault as fault:
-            return fault.events()
+            return fault.events
         return [Send(multiline("top of message follows", top_of(text, int(words[1]))))]
 
     def _dele(self, argument: str) -> list[Event]:
-        index = self._one_number(argument)
-        self._deleted.add(index)
-        return [_ok(f"message {index + 1} deleted")]
+        number = self._one_number(argument)
+        self._deleted.add(number)
+        return [_ok(f"message {number} deleted")]
 
     def _rset(self, argument: str) -> list[Event]:
         self._no_argument(argument)
@@ -610,18 +619,17 @@ class Pop3Session:
         try:
             if deleted:
                 maildrop.commit(deleted)
-            else:
-                maildrop.release()
-        except (MaildropUnavailable, MaildropDamaged, OSError) as error:
-            maildrop.release()
+        except (MailError, OSError) as error:
             self.state = State.CLOSED
             return [
                 Log(logging.ERROR, f"{self.user}: deletions not committed: {error}"),
                 _err("[SYS/TEMP] Some deleted messages not removed"),
                 Close(),
             ]
+        finally:
+            maildrop.close()
         self.state = State.CLOSED
-        count = len(self._entries) - len(deleted)
+        count = len(self._messages) - len(deleted)
         events: list[Event] = []
         if deleted:
             events.append(Log(logging.INFO, f"{self.user}: {len(deleted)} messages deleted"))
@@ -633,13 +641,9 @@ class Pop3Session:
 
 
 class _MaildropFault(Exception):
-    def __init__(self, reply: str, log_line: str) -> None:
-        super().__init__(reply)
-        self.reply = reply
-        self.log_line = log_line
-
-    def events(self) -> list[Event]:
-        return [Log(logging.ERROR, self.log_line), _err(self.reply)]
+    def __init__(self, events: list[Event]) -> None:
+        super().__init__("maildrop fault")
+        self.events = events
 
 
 _AUTH = frozenset({State.AUTHORIZATION})

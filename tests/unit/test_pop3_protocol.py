@@ -9,19 +9,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pysendmail.errors import MailError, TempFailure
 from pysendmail.protocol.pop3 import (
     MAX_COMMAND_LINE,
     Close,
     Log,
-    MaildropDamaged,
     MaildropInUse,
-    MaildropUnavailable,
-    MessageEntry,
     Pause,
     Pop3Session,
     Send,
@@ -32,6 +31,7 @@ from pysendmail.protocol.pop3 import (
     crlf_size,
     dot_stuff,
     top_of,
+    unique_id,
 )
 
 MESSAGES = [
@@ -41,29 +41,33 @@ MESSAGES = [
 ]
 
 
+@dataclass(frozen=True)
+class Info:
+    uid: str
+    wire_size: int
+
+
 class MemoryMaildrop:
     def __init__(self, messages: list[bytes]) -> None:
-        self.messages = list(messages)
+        self.stored = list(messages)
         self.committed: list[frozenset[int]] = []
-        self.released = 0
+        self.closed = 0
         self.damaged_reads: set[int] = set()
-        self.entries = [
-            MessageEntry(uid=f"uid-{index}", size=crlf_size(message))
-            for index, message in enumerate(self.messages)
+        self.messages = [
+            Info(uid=f"uid-{number}", wire_size=crlf_size(message))
+            for number, message in enumerate(self.stored, start=1)
         ]
 
-    def read(self, index: int) -> bytes:
-        if index in self.damaged_reads:
-            raise MaildropDamaged("bad bytes at offset 12")
-        return self.messages[index]
+    def read(self, number: int) -> bytes:
+        if number in self.damaged_reads:
+            raise MailError("bad bytes at offset 12")
+        return self.stored[number - 1]
 
-    def commit(self, deleted: frozenset[int]) -> None:
-        self.committed.append(deleted)
-        self.messages = [m for i, m in enumerate(self.messages) if i not in deleted]
-        self.released += 1
+    def commit(self, deleted) -> None:
+        self.committed.append(frozenset(deleted))
 
-    def release(self) -> None:
-        self.released += 1
+    def close(self) -> None:
+        self.closed += 1
 
 
 PASSWORDS = {"alice": "secret pass", "bob": "hunter2"}
@@ -294,9 +298,10 @@ def test_maildrop_in_use_temporary_and_damaged_give_response_codes():
         return opener
 
     cases = [
-        (MaildropInUse(), b"-ERR [IN-USE] "),
-        (MaildropUnavailable("lock timeout"), b"-ERR [SYS/TEMP] "),
-        (MaildropDamaged("not an mbox"), b"-ERR [SYS/PERM] "),
+        (MaildropInUse("alice"), b"-ERR [IN-USE] "),
+        (TempFailure("lock timeout"), b"-ERR [SYS/TEMP] "),
+        (OSError(5, "I/O error"), b"-ERR [SYS/TEMP] "),
+        (MailError("not an mbox"), b"-ERR [SYS/PERM] "),
     ]
     for error, prefix in cases:
         h = Harness(opener=raiser(error))
@@ -346,9 +351,9 @@ def test_top_sends_headers_and_requested_body_lines():
 
 def test_uidl_lists_the_maildrop_uids():
     h = logged_in()
-    listing = b"1 uid-0\r\n2 uid-1\r\n3 uid-2\r\n"
+    listing = b"1 uid-1\r\n2 uid-2\r\n3 uid-3\r\n"
     assert h.say("UIDL") == b"+OK unique-id listing follows\r\n" + listing + b".\r\n"
-    assert h.say("UIDL 3") == b"+OK 3 uid-2\r\n"
+    assert h.say("UIDL 3") == b"+OK 3 uid-3\r\n"
 
 
 def test_dele_hides_the_message_and_rset_brings_it_back():
@@ -358,7 +363,7 @@ def test_dele_hides_the_message_and_rset_brings_it_back():
     assert h.say("RETR 2") == b"-ERR message 2 already deleted\r\n"
     assert h.say("STAT").startswith(b"+OK 2 ")
     assert b"\r\n2 " not in h.say("LIST")
-    assert b"uid-1" not in h.say("UIDL")
+    assert b"uid-2" not in h.say("UIDL")
     assert h.say("RSET").startswith(b"+OK maildrop has 3 messages")
     assert h.say("RETR 2").startswith(b"+OK")
 
@@ -368,7 +373,8 @@ def test_quit_commits_deletions_in_update_state():
     h.say("DELE 1")
     h.say("DELE 3")
     events = h.events(b"QUIT\r\n")
-    assert h.maildrop.committed == [frozenset({0, 2})]
+    assert h.maildrop.committed == [frozenset({1, 3})]
+    assert h.maildrop.closed == 1
     assert b"(1 messages left)" in events[-2].data
     assert isinstance(events[-1], Close)
     assert h.session.closed
@@ -378,7 +384,7 @@ def test_quit_without_deletions_releases_without_commit():
     h = logged_in()
     h.say("QUIT")
     assert h.maildrop.committed == []
-    assert h.maildrop.released == 1
+    assert h.maildrop.closed == 1
 
 
 def test_dropped_connection_after_dele_deletes_nothing():
@@ -386,7 +392,7 @@ def test_dropped_connection_after_dele_deletes_nothing():
     h.say("DELE 1")
     events = h.session.connection_lost()
     assert h.maildrop.committed == []
-    assert h.maildrop.released == 1
+    assert h.maildrop.closed == 1
     assert any(isinstance(e, Log) for e in events)
 
 
@@ -399,14 +405,15 @@ def test_commit_failure_says_sys_temp_and_releases():
     h.maildrop.commit = failing_commit
     h.say("DELE 1")
     assert h.say("QUIT") == b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n"
-    assert h.maildrop.released == 1
+    assert h.maildrop.closed == 1
 
 
 def test_damaged_message_read_says_sys_perm_and_session_goes_on():
     h = logged_in()
-    h.maildrop.damaged_reads.add(1)
-    assert h.say("RETR 2") == b"-ERR [SYS/PERM] Message cannot be read\r\n"
-    assert h.say("TOP 2 0") == b"-ERR [SYS/PERM] Message cannot be read\r\n"
+    h.maildrop.damaged_reads.add(2)
+    damaged = b"-ERR [SYS/PERM] Message cannot be read; ask the postmaster\r\n"
+    assert h.say("RETR 2") == damaged
+    assert h.say("TOP 2 0") == damaged
     assert h.say("RETR 1").startswith(b"+OK")
 
 
@@ -485,7 +492,7 @@ def test_too_many_bad_commands_close_the_connection_and_release_the_maildrop():
     events = h.events(b"BOGUS\r\n")
     assert isinstance(events[-1], Close)
     assert h.maildrop.committed == []
-    assert h.maildrop.released == 1
+    assert h.maildrop.closed == 1
 
 
 def test_capa_in_both_states():
@@ -505,3 +512,11 @@ def test_quit_in_authorization_closes_without_opening():
     assert events[0].data.startswith(b"+OK")
     assert isinstance(events[-1], Close)
     assert h.opened == []
+
+
+def test_unique_id_keeps_valid_uids_and_digests_others():
+    assert unique_id("1764161022.M1P2Q3.host,S=10,W=11") == "1764161022.M1P2Q3.host,S=10,W=11"
+    long_name = "1764161022.M1P2Q3." + "h" * 80
+    assert len(unique_id(long_name)) == 40
+    assert unique_id(long_name) == unique_id(long_name) != unique_id(long_name + "x")
+    assert unique_id("with space") != "with space"
