@@ -45,6 +45,8 @@ MAILBOX_LOCK_TIMEOUT = 10.0
 # RFC 1939 section 3: an inactivity autologout timer must be of at least 10 minutes.
 IDLE_TIMEOUT = 600.0
 TLS_HANDSHAKE_TIMEOUT = 60.0
+# How soon a listener notices that it must stop (socketserver polls for it).
+SHUTDOWN_POLL_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,10 @@ class Pop3Daemon:
             self._servers.append(_TCPListener(listener, self))
         for server in self._servers:
             thread = threading.Thread(
-                target=server.serve_forever, name=f"pop3d {server.listener}", daemon=True
+                target=server.serve_forever,
+                args=(SHUTDOWN_POLL_INTERVAL,),
+                name=f"pop3d {server.listener}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)

@@ -116,7 +116,7 @@ def running_pop3(
     if tls or pop3s:
         ca = trustme.CA()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        ca.issue_cert("127.0.0.1", "localhost", common_name="localhost").configure_cert(context)
         changes.setdefault("tls_context", context)
     if pop3s:
         listeners.append(Listener("127.0.0.1", 0, implicit_tls=True))
