@@ -1,0 +1,89 @@
+"""From a parsed command line to the configuration the modes run with.
+
+This module owns how the command line's settings become `Overrides` (`-oXvalue` by the
+options registry's one-letter names, unknown letters ignored as sendmail ignores them;
+`-O Name=value`; `-M` macros), which configuration file is read, and the small view of
+the configuration a submission needs (`SubmitContext`).
+"""
+
+from __future__ import annotations
+
+from pysendmail.cli.options import Invocation
+from pysendmail.config.model import Config, Overrides
+
+DEFAULT_CF = "/etc/mail/sendmail.cf"
+
+
+def overrides_from(inv: Invocation) -> Overrides:
+    """The command line's option settings and macros, later ones winning."""
+    from pysendmail.config.options import MACRO_LETTER, canonical_name, option_by_letter
+
+    options: dict[str, str] = {}
+    macros: dict[str, str] = {}
+    for setting in inv.settings:
+        if setting.letter is not None:
+            if setting.letter == MACRO_LETTER:
+                name, value = setting.value[:1], setting.value[1:]
+                if name:
+                    macros[name] = value
+                continue
+            spec = option_by_letter(setting.letter)
+            if spec is None:
+                continue  # sendmail ignores option letters it does not know
+            options[spec.name] = setting.value
+        elif setting.name:
+            options[canonical_name(setting.name) or setting.name] = setting.value
+    macros.update(inv.macros)
+    return Overrides(options=options, macros=macros)
+
+
+def sets_option(inv: Invocation, name: str) -> bool:
+    """Whether the command line set option `name` (by long name or by letter)."""
+    return name in overrides_from(inv).options
+
+
+def cf_path(inv: Invocation) -> str | None:
+    """The configuration file to read: -C, else the system one, else None (embedded)."""
+    import os
+
+    if inv.config_file is not None:
+        return inv.config_file
+    return DEFAULT_CF if os.path.exists(DEFAULT_CF) else None
+
+
+def load_config(inv: Invocation) -> Config:
+    """The configuration for this run, from its cache when fresh. Raises Unavailable when
+    this installation has no configuration loader."""
+    from pysendmail.cli.sendmail import Unavailable
+
+    try:
+        from pysendmail.config.cache import load_config as load
+    except ImportError as exc:
+        raise Unavailable(inv.mode) from exc
+    return load(cf_path(inv), overrides_from(inv))
+
+
+def _mode_letter(value: object, default: str) -> str:
+    text = str(value or "").strip()
+    return text[:1].lower() if text else default
+
+
+def submit_context(config: Config, inv: Invocation):
+    """The part of `config` a submission uses."""
+    from pysendmail.cli.submit import SubmitContext
+
+    trusted = set(config.trusted_users) | set(config.classes.get("t", frozenset()))
+    return SubmitContext(
+        hostname=config.hostname,
+        queue_dir=str(config.option("QueueDirectory", "/var/spool/mqueue")),
+        templates=tuple(config.headers),
+        trusted_users=frozenset(trusted | {"root"}),
+        local_domains=frozenset(config.local_host_names | config.classes.get("w", frozenset())),
+        macros=dict(config.macros),
+        ignore_dots=bool(config.option("IgnoreDots", False)),
+        old_style_headers=bool(config.option("OldStyleHeaders", False)),
+        delivery_mode=_mode_letter(config.option("DeliveryMode"), "b"),
+        error_mode=_mode_letter(config.option("ErrorMode"), "p"),
+        queue_dir_from_command_line=sets_option(inv, "QueueDirectory"),
+        config_from_command_line=inv.config_file,
+    )

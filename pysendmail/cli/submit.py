@@ -1,0 +1,333 @@
+"""`sendmail [-t] [-i] [-f addr] rcpt...`: a message from standard input into the queue.
+
+This module owns a command-line submission from the moment the command line is read to
+the moment the message is durable: who the caller is and whether they are trusted, the
+envelope (sender, recipients from argv and, with -t, from To/Cc/Bcc or the Resent- set),
+the headers sendmail adds (through `stamp`), the refusals (no recipients, a header that
+smuggles a line break), and the exit status. The body is streamed from stdin to the df
+file (`collect`); nothing is acknowledged (exit 0) before `Draft.commit()` returned.
+
+A caller who may write the queue directory (root, or the owner of a private queue)
+writes it directly; any other caller hands the message over (`handoff`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+from pysendmail import SENDMAIL_VERSION, address
+from pysendmail.cli import stamp
+from pysendmail.cli.collect import Collected, collect
+from pysendmail.cli.options import Invocation
+from pysendmail.config.model import HeaderSpec
+from pysendmail.envelope import BodyType, Envelope, Notify, Recipient, Ret
+from pysendmail.errors import AddressSyntaxError, QueueError
+from pysendmail.headers import RECIPIENT_HEADERS, RESENT_RECIPIENT_HEADERS, Header
+from pysendmail.sysexits import ExitCode
+
+NO_RECIPIENTS = "Recipient names must be specified"
+NO_HEADER_RECIPIENTS = "No recipient addresses found in header"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user running the command (its real uid), as sendmail's RealUserName knows it."""
+
+    uid: int
+    gid: int
+    name: str
+    gecos: str = ""
+    home: str = "/"
+
+    @classmethod
+    def from_uid(cls, uid: int) -> Caller:
+        import pwd
+
+        try:
+            pw = pwd.getpwuid(uid)
+        except KeyError:
+            return cls(uid=uid, gid=os.getgid(), name=f"Unknown UID {uid}")
+        return cls(uid=uid, gid=pw.pw_gid, name=pw.pw_name, gecos=pw.pw_gecos, home=pw.pw_dir)
+
+    def full_name(self) -> str:
+        """The gecos full name: up to the first comma, `&` standing for the login name."""
+        name = self.gecos.split(",", 1)[0]
+        return name.replace("&", self.name[:1].upper() + self.name[1:])
+
+
+@dataclass
+class SubmitContext:
+    """What a submission needs from the configuration (and the command line's overrides)."""
+
+    hostname: str  # $j
+    queue_dir: str
+    templates: Sequence[HeaderSpec] = ()
+    trusted_users: frozenset[str] = frozenset({"root"})
+    local_domains: frozenset[str] = frozenset()  # class w
+    macros: Mapping[str, str] = field(default_factory=dict)  # the cf's D lines
+    ignore_dots: bool = False
+    old_style_headers: bool = False
+    delivery_mode: str = "b"  # b background, i interactive, q queue only, d defer
+    error_mode: str = "p"  # p print, m mail, w write, q quiet, e exit status
+    queue_dir_from_command_line: bool = False
+    config_from_command_line: str | None = None
+    fsync: bool = True
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    qid: str | None = None
+
+
+def _quote_full_name(name: str) -> str:
+    """A full name with RFC 5322 specials is written as a quoted string, as sendmail does."""
+    specials = set('()<>@,;:\\".[]')
+    if not any(ch in specials for ch in name):
+        return name
+    if name.startswith('"') and name.endswith('"') and len(name) > 1:
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _notify(text: str | None) -> frozenset[Notify] | None:
+    if text is None:
+        return None
+    if text.lower() == "never":
+        return frozenset({Notify.NEVER})
+    return frozenset(Notify(word.upper()) for word in text.split(",") if word)
+
+
+def _body_type(inv: Invocation, has_8bit: bool) -> BodyType | None:
+    if inv.body_type is None:
+        return None
+    wanted = inv.body_type.upper()
+    if wanted == "8BITMIME" and not has_8bit:
+        return BodyType.SEVEN_BIT  # what sendmail records for a 7-bit body
+    return BodyType(wanted)
+
+
+class RecipientList:
+    """Recipients in sendmail's order, each once; errors kept for the caller to print."""
+
+    def __init__(self, local_domains: frozenset[str]) -> None:
+        self._local_domains = {d.lower() for d in local_domains}
+        self._seen: set[tuple[str, str]] = set()
+        self.local: list[str] = []
+        self.remote: list[str] = []
+        self.errors: list[str] = []
+
+    def _key(self, addr_spec: str) -> tuple[str, str]:
+        local, domain = address.split_addr_spec(addr_spec)
+        if domain is None or domain.lower().rstrip(".") in self._local_domains:
+            return ("local", address.unquote_local_part(local))
+        return ("remote", f"{local}@{domain.lower()}")
+
+    def add_list(self, text: str, *, old_style: bool = False) -> None:
+        try:
+            items = address.parse_list(text, old_style=old_style)
+        except AddressSyntaxError as exc:
+            self.errors.append(f"{text.strip()}... {exc.text}")
+            return
+        for item in items:
+            if item.empty_group:
+                self.errors.append(f"{item.text}... {address.EMPTY_GROUP_ERROR}")
+                continue
+            if not item.addr_spec:
+                continue
+            key = self._key(item.addr_spec)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            (self.local if key[0] == "local" else self.remote).append(item.text)
+
+    @property
+    def addresses(self) -> list[str]:
+        # Local recipients first, as sendmail's queue files list them.
+        return self.local + self.remote
+
+    def __len__(self) -> int:
+        return len(self.local) + len(self.remote)
+
+
+def header_recipients(headers: Sequence[Header]) -> list[Header]:
+    """The headers -t reads: the Resent- set when there is one, else To, Cc and Bcc."""
+    resent = [h for h in headers if h.name.lower() in {n.lower() for n in RESENT_RECIPIENT_HEADERS}]
+    if resent:
+        return resent
+    wanted = {n.lower() for n in RECIPIENT_HEADERS}
+    return [h for h in headers if h.key in wanted]
+
+
+def _has_recipient_headers(headers: Sequence[Header]) -> bool:
+    keys = {n.lower() for n in (*RECIPIENT_HEADERS, *RESENT_RECIPIENT_HEADERS)}
+    return any(h.key in keys for h in headers)
+
+
+def _auth_warnings(ctx: SubmitContext, inv: Invocation, caller: Caller, trusted: bool) -> list[str]:
+    warnings: list[str] = []
+    if inv.sender is not None and inv.sender != caller.name and not trusted:
+        warnings.append(f"{caller.name} set sender to {inv.sender} using -{inv.sender_flag}")
+    if ctx.queue_dir_from_command_line and not trusted:
+        warnings.append(f"Processed from queue {ctx.queue_dir}")
+    if ctx.config_from_command_line is not None and caller.uid != 0:
+        warnings.append(f"Processed by {caller.name} with -C {ctx.config_from_command_line}")
+    return warnings
+
+
+def is_trusted(ctx: SubmitContext, caller: Caller) -> bool:
+    return caller.uid == 0 or caller.name in ctx.trusted_users
+
+
+def submit(
+    ctx: SubmitContext,
+    inv: Invocation,
+    caller: Caller,
+    stdin: BinaryIO,
+    out: TextIO,
+    *,
+    now: float | None = None,
+) -> Outcome:
+    """Queue the message on `stdin`; errors for the user go to `out` as sendmail prints them."""
+    from pysendmail.queue.store import QueueStore
+
+    if not inv.read_recipients and not inv.recipients:
+        out.write(NO_RECIPIENTS + "\n")
+        return Outcome(int(ExitCode.USAGE))
+    if not os.path.isdir(ctx.queue_dir):
+        out.write(f"can not chdir({ctx.queue_dir}/): No such file or directory\n")
+        return Outcome(int(ExitCode.CONFIG))
+
+    now = time.time() if now is None else now
+    argv_recipients = RecipientList(ctx.local_domains)
+    for arg in inv.recipients:
+        argv_recipients.add_list(arg)
+
+    store = QueueStore(ctx.queue_dir, fsync=ctx.fsync)
+    try:
+        draft = store.open_draft()
+    except QueueError as exc:
+        out.write(f"{exc.text}\n")
+        return Outcome(int(ExitCode.TEMPFAIL))
+    with draft:
+        try:
+            collected = collect(stdin, draft.write, ignore_dots=ctx.ignore_dots)
+        except QueueError as exc:
+            out.write(f"{exc.text}\n")
+            return Outcome(int(ExitCode.TEMPFAIL))
+        return _finish(ctx, inv, caller, draft, collected, argv_recipients, out, now)
+
+
+def _finish(
+    ctx: SubmitContext,
+    inv: Invocation,
+    caller: Caller,
+    draft,
+    collected: Collected,
+    recipients: RecipientList,
+    out: TextIO,
+    now: float,
+) -> Outcome:
+    headers = collected.headers
+    single_argv_recipient = recipients.addresses[0] if len(recipients) == 1 else None
+    if inv.read_recipients:
+        if collected.headers_have_bare_cr:
+            # `To: a<CR>Bcc: b` would hide a recipient from whoever reads the headers.
+            out.write("Message refused: a header line holds a bare carriage return\n")
+            return Outcome(int(ExitCode.DATAERR))
+        for header in header_recipients(headers):
+            recipients.add_list(header.unfolded(), old_style=ctx.old_style_headers)
+        if not len(recipients) and not recipients.errors:
+            out.write(NO_HEADER_RECIPIENTS + "\n")
+            return Outcome(int(ExitCode.OK))
+    for line in recipients.errors:
+        out.write(line + "\n")
+    if not len(recipients):
+        return Outcome(int(ExitCode.USAGE) if recipients.errors else int(ExitCode.OK))
+
+    trusted = is_trusted(ctx, caller)
+    sender = inv.sender if inv.sender is not None else caller.name
+    forged = inv.sender is not None and inv.sender != caller.name and not trusted
+    full_name = inv.full_name
+    if full_name is None and (inv.sender is None or inv.sender == caller.name):
+        full_name = caller.full_name() or None
+
+    macros: dict[str, str] = {k: v for k, v in ctx.macros.items()}
+    macros.setdefault("v", SENDMAIL_VERSION)
+    macros.update(inv.macros)
+    persistent = {"_": f"{caller.name}@localhost"}
+    for name in ("r", "s"):
+        if inv.macros.get(name):
+            persistent[name] = inv.macros[name]
+    persistent["daemon_flags"] = inv.daemon_flags
+    date = stamp.arpadate(now)
+    macros.update(persistent)
+    macros.update(
+        {
+            "a": date,
+            "b": date,
+            "t": stamp.time_macro(now),
+            "g": sender,
+            "x": _quote_full_name(full_name) if full_name else "",
+            "i": draft.qid,
+            "j": ctx.hostname,
+            "u": single_argv_recipient or "",
+        }
+    )
+    queued_headers = stamp.default_headers(
+        ctx.templates, headers, macros, _auth_warnings(ctx, inv, caller, trusted)
+    )
+    flags = set()
+    if _has_recipient_headers(headers):
+        flags.add("b")
+    if not recipients.errors:
+        flags.add("s")
+    if collected.has_8bit:
+        flags.add("8")
+    notify = _notify(inv.notify)
+    envelope = Envelope(
+        sender=sender,
+        recipients=[Recipient(address=a, notify=notify) for a in recipients.addresses],
+        body_type=_body_type(inv, collected.has_8bit),
+        ret=None if inv.ret is None else Ret(inv.ret.upper()),
+        envid=inv.envid,
+        auth=None if forged else f"{caller.name}@{ctx.hostname}",
+        macros=persistent,
+        flags=flags,
+    )
+    queue_file = draft.build_queue_file(
+        envelope, queued_headers, msg_size=collected.size, hostname=ctx.hostname, now=now
+    )
+    if recipients.errors:
+        queue_file.status = recipients.errors[-1]
+        queue_file.set_flag("s", False)
+    try:
+        qid = draft.commit_queue_file(queue_file)
+    except QueueError as exc:
+        out.write(f"{exc.text}\n")
+        return Outcome(int(ExitCode.TEMPFAIL))
+    return Outcome(int(ExitCode.USAGE) if recipients.errors else int(ExitCode.OK), qid)
+
+
+def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """The -bm mode: load the configuration, submit, start delivery as the mode says."""
+    from pysendmail.cli import runtime
+
+    config = runtime.load_config(inv)
+    ctx = runtime.submit_context(config, inv)
+    caller = Caller.from_uid(os.getuid())
+    if caller.uid != 0 and not os.access(ctx.queue_dir, os.W_OK | os.X_OK):
+        try:
+            from pysendmail.cli import handoff
+        except ImportError as exc:
+            from pysendmail.cli.sendmail import Unavailable
+
+            raise Unavailable(inv.mode) from exc
+        return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
+    outcome = submit(ctx, inv, caller, sys.stdin.buffer, out)
+    return outcome.exit_code
