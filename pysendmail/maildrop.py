@@ -330,13 +330,20 @@ def _check_regular(st: os.stat_result, path: Path) -> None:
         raise MailboxRefused(f"{path}: irregular file")
 
 
-def _prepare_mbox(path: Path, owner: MailboxOwner | None) -> None:
+def _prepare_mbox(
+    path: Path,
+    owner: MailboxOwner | None,
+    *,
+    require_owner: bool = True,
+    create_mode: int = 0o600,
+    refuse_executable: bool = False,
+) -> None:
     """Check (or create, owned by its user) the mailbox before anyone writes to it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, create_mode)
         except FileExistsError:
             st = os.lstat(path)
         except OSError as err:
@@ -349,8 +356,10 @@ def _prepare_mbox(path: Path, owner: MailboxOwner | None) -> None:
                 os.close(fd)
             return
     _check_regular(st, path)
-    if owner is not None and st.st_uid != owner.uid:
+    if require_owner and owner is not None and st.st_uid != owner.uid:
         raise MailboxRefused(f"{path}: wrong ownership ({st.st_uid})")
+    if refuse_executable and st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+        raise MailboxRefused(f"{path}: cannot write to an executable file")
 
 
 def _open_locked_mbox(path: Path, lock_timeout: float) -> int:
@@ -434,6 +443,10 @@ def append_mbox(
     owner: MailboxOwner | None = None,
     received_at: float | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    dot_lock: bool = True,
+    require_owner: bool = True,
+    create_mode: int = 0o600,
+    refuse_executable: bool = False,
 ) -> int:
     """Append one message (header and body bytes, in chunks of any size) to an mbox.
 
@@ -442,11 +455,28 @@ def append_mbox(
     `message` is consumed in the writing process (a forked child when switching uid):
     pass an iterator over an already opened file, not something that needs privileges
     to open.
+
+    For a mailbox (the default) the dot-lock is taken and the file created by the
+    caller's identity, and the file must belong to `owner`. For a `/file` target
+    (`dot_lock=False, require_owner=False`) every step, creation included, happens as
+    `owner`, so the kernel's permission checks are the owner's.
     """
     path = Path(path)
     from_line = mbox_from_line(envelope_sender, received_at)
+    checks = {
+        "require_owner": require_owner,
+        "create_mode": create_mode,
+        "refuse_executable": refuse_executable,
+    }
+    if not dot_lock:
+
+        def prepare_and_append() -> int:
+            _prepare_mbox(path, owner, **checks)  # type: ignore[arg-type]
+            return _append_message(path, from_line, message, lock_timeout)
+
+        return _run_as(owner, prepare_and_append)
     with DotLock(path, timeout=lock_timeout):
-        _prepare_mbox(path, owner)
+        _prepare_mbox(path, owner, **checks)  # type: ignore[arg-type]
         return _run_as(owner, lambda: _append_message(path, from_line, message, lock_timeout))
 
 
