@@ -91,6 +91,7 @@ class Invocation:
     """Everything the command line said, before any configuration is read."""
 
     program: str  # argv[0] as given
+    source_argv: list[str] = field(default_factory=list)  # the whole argv, as given
     mode: str = MODE_DELIVER
     config_file: str | None = None  # -C
     submit_cf: str | None = None  # -A c|m
@@ -395,7 +396,7 @@ def _apply(inv: Invocation, letter: str, value: str) -> None:
 def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Invocation:
     """Read a full argv (argv[0] included). Raises ArgumentError for what getopt rejects."""
     program = argv[0] if argv else "sendmail"
-    inv = Invocation(program=program)
+    inv = Invocation(program=program, source_argv=list(argv))
     inv.mode = PERSONALITIES.get(os.path.basename(program), MODE_DELIVER)
     env = os.environ if environ is None else environ
     inv.full_name = env.get("NAME")

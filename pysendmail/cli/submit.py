@@ -322,6 +322,9 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
     ctx = runtime.submit_context(config, inv)
     caller = Caller.from_uid(os.getuid())
     if caller.uid != 0 and not os.access(ctx.queue_dir, os.W_OK | os.X_OK):
+        if not inv.read_recipients and not inv.recipients:
+            out.write(NO_RECIPIENTS + "\n")
+            return int(ExitCode.USAGE)
         try:
             from pysendmail.cli import handoff
         except ImportError as exc:
