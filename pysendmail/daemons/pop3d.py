@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail import maildrop as maildrops
+from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import (
     ApopSecret,
     Close,
@@ -37,7 +38,7 @@ from pysendmail.protocol.pop3 import (
     Verify,
 )
 
-logger = logging.getLogger("pysendmail.pop3d")
+logger = logging.getLogger(f"{LOGGER_NAME}.pop3d")
 
 RECV_SIZE = 65536
 # A session waits this long for a delivery that holds the mailbox lock, then says [IN-USE].
@@ -142,11 +143,28 @@ class Pop3Daemon:
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> list[tuple[str, int]]:
-        """Bind every listener and serve each in its own thread; the bound addresses."""
+        """`bind()`, then `serve()`: the bound addresses."""
+        addresses = self.bind()
+        self.serve()
+        return addresses
+
+    def bind(self) -> list[tuple[str, int]]:
+        """Open every listening socket (errors show here, before any detaching)."""
         for listener in self.listeners:
             if listener.implicit_tls and self.service.tls_context is None:
                 raise ValueError(f"{listener}: POP3S needs a TLS certificate and key")
-            self._servers.append(_TCPListener(listener, self))
+        try:
+            for listener in self.listeners:
+                self._servers.append(_TCPListener(listener, self))
+        except OSError:
+            for server in self._servers:
+                server.server_close()
+            self._servers.clear()
+            raise
+        return [server.server_address[:2] for server in self._servers]
+
+    def serve(self) -> None:
+        """Accept on every bound socket, each in its own thread."""
         for server in self._servers:
             thread = threading.Thread(
                 target=server.serve_forever,
@@ -156,7 +174,6 @@ class Pop3Daemon:
             )
             thread.start()
             self._threads.append(thread)
-        return [server.server_address[:2] for server in self._servers]
 
     def reload(self, service: Pop3Service) -> None:
         """New sessions use `service`; sessions already open keep the one they began with."""
