@@ -652,7 +652,8 @@ def _count_newlines(mm: mmap.mmap, start: int, end: int) -> tuple[int, int]:
         stop = min(end, pos + _COPY_CHUNK)
         piece = mm[pos:stop]
         lf += piece.count(b"\n")
-        crlf += piece.count(b"\r\n")
+        if b"\r" in piece:  # a one-byte search first: most mail stored here has no CR
+            crlf += piece.count(b"\r\n")
         if previous == b"\r" and piece.startswith(b"\n"):
             crlf += 1
         previous = piece[-1:]
@@ -665,11 +666,13 @@ def _index_mbox(mm: mmap.mmap, size: int, path: Path) -> list[_MboxEntry]:
         return []
     if mm[:5] != b"From ":
         raise MaildropError(f"{path}: not an mbox (no From line at the start)")
-    starts = [
-        match.start()
-        for match in _FROM_LINE_START.finditer(mm)
-        if match.start() == 0 or mm[match.start() - 2 : match.start()] == b"\n\n"
-    ]
+    # A message starts at a From line after a blank line. mmap.find is a fast substring
+    # search; a MULTILINE regex over the whole file was several times slower.
+    starts = [0]
+    hit = mm.find(b"\n\nFrom ")
+    while hit >= 0:
+        starts.append(hit + 2)
+        hit = mm.find(b"\n\nFrom ", hit + 2)
     entries = []
     for index, offset in enumerate(starts):
         segment_end = starts[index + 1] if index + 1 < len(starts) else size
