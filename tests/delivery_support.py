@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pysendmail.config.model import MailerSpec
+from pysendmail.config.model import CfFile, Config, MailerSpec
 from pysendmail.errors import Location
 
 IS_ROOT = os.geteuid() == 0
@@ -50,3 +50,43 @@ def mailers_from_cf(cf_text: str, cf_name: str = "test.cf") -> dict[str, MailerS
             fields[key.strip()] = value.strip()
         mailers[name.strip()] = MailerSpec(name.strip(), fields, Location(cf_name, number))
     return mailers
+
+
+def make_config(
+    options: dict[str, object] | None = None,
+    *,
+    e_lines: tuple[str, ...] = (),
+    mailers: dict[str, MailerSpec] | None = None,
+    hostname: str = "mail.example.com",
+    local_host_names: frozenset[str] = frozenset(),
+) -> Config:
+    """A translated Config holding only what delivery reads (no cf parser needed)."""
+    here = Location("test.cf", 1)
+    cf = CfFile(
+        path="test.cf",
+        version=(),
+        macros=(),
+        class_sources=(),
+        options=(),
+        mailers=(),
+        maps=(),
+        rulesets=(),
+        headers=(),
+        priorities=(),
+        trusted_users=(),
+        other=tuple(("E", text, here) for text in e_lines),
+    )
+    return Config(
+        None,
+        cf,
+        {},
+        {},
+        dict(options or {}),
+        dict(mailers or {}),
+        {},
+        {},
+        (),
+        (),
+        hostname=hostname,
+        local_host_names=local_host_names,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pysendmail.config.model import CfFile, Config, MailerSpec
+from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.message import OutgoingMessage
 from pysendmail.delivery.prog import (
     ProgramSettings,
@@ -24,7 +24,7 @@ from pysendmail.delivery.prog import (
 from pysendmail.delivery.result import Outcome
 from pysendmail.envelope import ControllingUser
 from pysendmail.errors import Location
-from tests.delivery_support import IS_ROOT, NOBODY_UID, world_enterable_dir
+from tests.delivery_support import IS_ROOT, NOBODY_UID, make_config, world_enterable_dir
 
 MESSAGE = OutgoingMessage.from_bytes(
     "<alice@example.com>", b"Subject: hi\nFrom: a@example.com\n\nFrom here\nline two\n"
@@ -88,27 +88,9 @@ def test_environment_is_cleared(open_dir: Path, monkeypatch: pytest.MonkeyPatch)
     assert names - {"PWD", "SHLVL", "OLDPWD", "_"} == {"AGENT", "TZ"}
 
 
-def minimal_config(options: dict[str, object], e_lines: list[str]) -> Config:
-    cf = CfFile(
-        path="test.cf",
-        version=(),
-        macros=(),
-        class_sources=(),
-        options=(),
-        mailers=(),
-        maps=(),
-        rulesets=(),
-        headers=(),
-        priorities=(),
-        trusted_users=(),
-        other=tuple(("E", text, HERE) for text in e_lines),
-    )
-    return Config(None, cf, {}, {}, options, {}, {}, {}, (), ())
-
-
 def test_environment_from_config_timezone_and_e_lines() -> None:
     parent = {"TZ": "Europe/Paris", "HOME": "/root", "KEEP": "kept"}
-    config = minimal_config({"TimeZoneSpec": "PST8PDT"}, ["FOO=bar", "KEEP", "EMPTY="])
+    config = make_config({"TimeZoneSpec": "PST8PDT"}, e_lines=("FOO=bar", "KEEP", "EMPTY="))
     assert mailer_environment(config, parent) == {
         "AGENT": "sendmail",
         "TZ": "PST8PDT",
@@ -116,10 +98,8 @@ def test_environment_from_config_timezone_and_e_lines() -> None:
         "KEEP": "kept",
         "EMPTY": "",
     }
-    assert mailer_environment(minimal_config({"TimeZoneSpec": ""}, []), parent)["TZ"] == (
-        "Europe/Paris"
-    )
-    assert "TZ" not in mailer_environment(minimal_config({}, []), parent)
+    assert mailer_environment(make_config({"TimeZoneSpec": ""}), parent)["TZ"] == ("Europe/Paris")
+    assert "TZ" not in mailer_environment(make_config({}), parent)
 
 
 @pytest.mark.parametrize(
