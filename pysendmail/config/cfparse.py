@@ -141,8 +141,10 @@ def macro_name(raw: str) -> str:
     return raw
 
 
-def _split_long(text: str) -> tuple[str, str]:
-    """`{name}value` -> ("name", "value")."""
+def split_macro_definition(text: str) -> tuple[str, str]:
+    """`xvalue` -> ("x", "value"), `{name}value` -> ("name", "value")."""
+    if not text.startswith("{"):
+        return text[:1], text[1:]
     end = text.find("}")
     if end < 0:
         return text[1:], ""
@@ -360,7 +362,7 @@ class _Builder:
         where = self.loc(toks["OPTION_LETTER"], offset)
         if letter == MACRO_LETTER and value:
             # `OMxvalue` is the old way of writing `Dxvalue`.
-            name, value = (value[0], value[1:]) if value[0] != "{" else _split_long(value)
+            name, value = split_macro_definition(value)
             self.macros.append((name, munch(value)[0], where))
             return
         spec = option_by_letter(letter)

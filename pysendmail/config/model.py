@@ -181,9 +181,18 @@ class Config:
     generics_domains: frozenset[str] = frozenset()  # class G
     state_dir: Path | None = None  # where a non-root embedded default keeps its files
     diagnostics: tuple[Diagnostic, ...] = ()
+    mail_hub: str | None = None  # DH (nullclient, MAIL_HUB)
+    luser_relay: str | None = None  # DL (LUSER_RELAY)
+    mailbox_dir: str = "/var/mail"  # where local mbox deliveries go (`state_dir/mail` if not root)
+    startup_note: str | None = None  # what the daemon says at start-up about the embedded default
+    source_files: tuple[str, ...] = ()  # every file read to build this (the cache checks them)
 
     def option(self, name: str, default: object = None) -> object:
         return self.options.get(name, default)
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == "error")
 
 
 @dataclass(frozen=True)
