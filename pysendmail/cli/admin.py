@@ -10,48 +10,14 @@ Exit status as sendmail's: 0, or 70 (EX_SOFTWARE) when a line had an error, or 7
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-from pysendmail.config.aliases import parse_aliases
+from pysendmail.config.aliases import alias_files, local_domain_test, parse_aliases
 from pysendmail.config.compiled import write_compiled_aliases
 from pysendmail.sysexits import ExitCode
 
 if TYPE_CHECKING:
     from pysendmail.config.model import Config
-
-DEFAULT_ALIAS_FILE = "/etc/mail/aliases"
-# Map classes whose alias source is a file newaliases can rebuild.
-_FILE_CLASSES = ("hash", "btree", "dbm", "implicit", "text")
-
-
-def alias_files(config: Config) -> list[str]:
-    """The alias source files named by `AliasFile` (`[class:]path`, comma-separated)."""
-    raw = config.option("AliasFile", (DEFAULT_ALIAS_FILE,))
-    items: Iterable[str] = raw.split(",") if isinstance(raw, str) else raw  # type: ignore[assignment]
-    files = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        map_class, sep, path = text.partition(":")
-        if sep and not map_class.startswith("/"):
-            if map_class.lower() not in _FILE_CLASSES:
-                continue  # nis:, ldap:, sequence maps ... are not files to rebuild
-            text = path.strip()
-        files.append(text.split()[-1] if text.split() else text)
-    return files
-
-
-def local_domain_test(config: Config) -> Callable[[str], bool]:
-    """Whether a domain is one of ours (class w and $j), for `name@domain:` alias keys."""
-    names = {name.lower().rstrip(".") for name in config.local_host_names}
-    names.add(config.hostname.lower().rstrip("."))
-
-    def is_local(domain: str) -> bool:
-        return domain.lower().rstrip(".").strip("[]") in names
-
-    return is_local
 
 
 def newaliases(config: Config, out: TextIO, err: TextIO) -> int:

@@ -15,16 +15,20 @@ Warnings beyond sendmail's (a duplicate key, an alias loop, an unbalanced quote)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedInput
 
 from pysendmail.errors import ConfigError, Diagnostic, Location
+
+if TYPE_CHECKING:
+    from pysendmail.config.model import Config
 
 GRAMMAR_PATH = Path(__file__).parent / "grammars" / "aliases.lark"
 INCLUDE_PREFIX = ":include:"
@@ -371,3 +375,40 @@ def parse_include_list(text: str, path: str) -> tuple[AliasTarget, ...]:
             location = Location(path, number, max(1, target.location.column - 2))
             found.append(AliasTarget(target.text, target.kind, target.value, location))
     return tuple(found)
+
+
+# ---------------------------------------------------------------- the config's alias files
+
+
+DEFAULT_ALIAS_FILE = "/etc/mail/aliases"
+# Map classes whose alias source is a file newaliases can rebuild.
+_FILE_CLASSES = ("hash", "btree", "dbm", "implicit", "text")
+
+
+def alias_files(config: Config) -> list[str]:
+    """The alias source files named by `AliasFile` (`[class:]path`, comma-separated)."""
+    raw = config.option("AliasFile", (DEFAULT_ALIAS_FILE,))
+    items: Iterable[str] = raw.split(",") if isinstance(raw, str) else raw  # type: ignore[assignment]
+    files = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        map_class, sep, path = text.partition(":")
+        if sep and not map_class.startswith("/"):
+            if map_class.lower() not in _FILE_CLASSES:
+                continue  # nis:, ldap:, sequence maps ... are not files to rebuild
+            text = path.strip()
+        files.append(text.split()[-1] if text.split() else text)
+    return files
+
+
+def local_domain_test(config: Config) -> Callable[[str], bool]:
+    """Whether a domain is one of ours (class w and $j), for `name@domain:` alias keys."""
+    names = {name.lower().rstrip(".") for name in config.local_host_names}
+    names.add(config.hostname.lower().rstrip("."))
+
+    def is_local(domain: str) -> bool:
+        return domain.lower().rstrip(".").strip("[]") in names
+
+    return is_local
