@@ -10,12 +10,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TextIO
 
+from pysendmail.cli import options as cli
 from pysendmail.cli.options import Invocation
 from pysendmail.cli.sendmail import Unavailable
 
 Runner = Callable[[Invocation, TextIO, TextIO], int]
 
-_RUNNERS: dict[str, Runner] = {}
+
+def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bp / mailq: the queue listing."""
+    from pysendmail.cli import runtime
+    from pysendmail.queue import listing
+
+    config = runtime.load_config(inv)
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    text, status = listing.list_queue(queue_dir, verbose=inv.verbose)
+    out.write(text)
+    return status
+
+
+def _init_aliases(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bi / newaliases: rebuild the alias databases."""
+    from pysendmail.cli import admin, runtime
+
+    config = runtime.load_config(inv)
+    return int(admin.newaliases(config, out, err))
+
+
+_RUNNERS: dict[str, Runner] = {
+    cli.MODE_PRINT_QUEUE: _print_queue,
+    cli.MODE_INIT_ALIASES: _init_aliases,
+}
 
 
 def runner(mode: str) -> Runner:

@@ -43,8 +43,12 @@ def _macro_ref(text: str, pos: int) -> tuple[str, int]:
 
 
 def expand(template: str, macros: Mapping[str, str], *, late: bool = False) -> str:
-    """Expand sendmail macro syntax. With `late`, references are kept as 0x81 references
-    (bound at delivery) instead of being replaced."""
+    """Expand sendmail macro syntax (values expanded in turn, by config.macros). With
+    `late`, references are kept as 0x81 references, bound at delivery time."""
+    if not late:
+        from pysendmail.config import macros as cf_macros
+
+        return cf_macros.expand(template, macros)
     out: list[str] = []
     # Each open conditional: (taking this branch?, was the condition true?)
     stack: list[tuple[bool, bool]] = []

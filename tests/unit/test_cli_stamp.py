@@ -39,8 +39,10 @@ def test_nested_conditionals_in_received():
     )
 
 
-def test_long_macro_names_and_dollar_escape():
-    assert expand("${daemon_flags}|$$", {"daemon_flags": "c u"}) == "c u|$"
+def test_long_macro_names_and_values_expanded_in_turn():
+    assert expand(
+        "${daemon_flags}|$j", {"daemon_flags": "c u", "j": "$w.example", "w": "mail"}
+    ) == ("c u|mail.example")
 
 
 def test_late_binding_keeps_references():
