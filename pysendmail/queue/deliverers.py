@@ -1,0 +1,113 @@
+"""Glue between a queued message and the mailers of `pysendmail.delivery`.
+
+The runner hands each mailer a `QueuedMessage` and the deliveries routed to it; the
+adapters here turn the queued message into the `OutgoingMessage` that mailer expects:
+the qf headers rendered for that mailer's flags (`H?P?Return-Path`, `?D?`, `?F?`,
+`?M?`, `?x?Full-Name` ...), `$g` set to the envelope sender, Bcc removed when the qf has
+flag `b`, and the body streamed from the df. They return one DeliveryResult per
+delivery, in order, as the runner's Deliverer protocol asks.
+
+A delivery is any object with `mailer`; the local adapter reads the user from `user`
+(or `address`), the prog adapter the command from `command` (or `address`), the file
+adapter the path from `path` (or `address`), and both take `controlling_user` when set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pysendmail.config.model import MailerSpec
+from pysendmail.delivery.dsn import bare
+from pysendmail.delivery.file import deliver_file
+from pysendmail.delivery.local import LocalRecipient, LocalSettings, deliver_local
+from pysendmail.delivery.message import OutgoingMessage
+from pysendmail.delivery.prog import ProgramSettings, deliver_prog
+from pysendmail.delivery.result import DeliveryResult
+from pysendmail.headers import render
+
+# The flags of Debian's stock local mailer (mail.local), used when no M line is given.
+DEFAULT_LOCAL_FLAGS = "lsDFMAw5:/|@qPSXfmnz9"
+DEFAULT_PROG_FLAGS = "lsDFMoqeu9"
+DEFAULT_FILE_FLAGS = "lsDFMPEouq9"
+
+
+def outgoing(message: Any, mailer_flags: str) -> OutgoingMessage:
+    """The queued message as a mailer with `mailer_flags` gets it."""
+    queue_file = message.queue_file
+    sender = bare(queue_file.sender)
+    macros = {**queue_file.macros, "g": sender or "MAILER-DAEMON"}
+    headers = render(queue_file.headers, mailer_flags, macros, remove_bcc=queue_file.has_flag("b"))
+    return OutgoingMessage(
+        sender=queue_file.sender,
+        headers=headers,
+        body=message.df_path,
+        received_at=float(queue_file.queued_at),
+        eight_bit=True if queue_file.has_flag("8") else None,
+    )
+
+
+def _recipient_of(message: Any, delivery: Any) -> str:
+    return str(getattr(delivery, "recipient", None) or getattr(delivery, "address", ""))
+
+
+class LocalDeliverer:
+    """The `local` mailer: mail.local-style mailboxes, or the cf's local program."""
+
+    def __init__(self, settings: LocalSettings, mailer: MailerSpec | None = None) -> None:
+        self.settings = settings
+        self.mailer = mailer
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_LOCAL_FLAGS
+        out = outgoing(message, flags)
+        targets = [
+            LocalRecipient(
+                recipient=_recipient_of(message, d),
+                user=str(getattr(d, "user", None) or getattr(d, "address", "")),
+            )
+            for d in deliveries
+        ]
+        return deliver_local(out, targets, self.settings, mailer=self.mailer)
+
+
+class ProgDeliverer:
+    """The `prog` mailer: `|command` targets, run as their controlling user."""
+
+    def __init__(self, settings: ProgramSettings, mailer: MailerSpec | None = None) -> None:
+        self.settings = settings
+        self.mailer = mailer
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_PROG_FLAGS
+        out = outgoing(message, flags)
+        return [
+            deliver_prog(
+                out,
+                str(getattr(d, "command", None) or d.address),
+                _recipient_of(message, d),
+                getattr(d, "controlling_user", None),
+                self.settings,
+                mailer=self.mailer,
+            )
+            for d in deliveries
+        ]
+
+
+class FileDeliverer:
+    """The `*file*` mailer: `/path` targets, appended as their controlling user."""
+
+    def __init__(self, settings: ProgramSettings) -> None:
+        self.settings = settings
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        out = outgoing(message, DEFAULT_FILE_FLAGS)
+        return [
+            deliver_file(
+                out,
+                str(getattr(d, "path", None) or d.address),
+                _recipient_of(message, d),
+                getattr(d, "controlling_user", None),
+                self.settings,
+            )
+            for d in deliveries
+        ]
