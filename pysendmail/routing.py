@@ -553,6 +553,24 @@ class Router:
             run.send_to_list(item, parent=None, level=0, controller=None, original=None)
         return run.result()
 
+    def route(self, recipient: object, message: object = None) -> list[Delivery]:
+        """The queue runner's interface: a qf recipient (anything with `.address` and
+        optionally `.controlling_user`, the qf `C` line `user:uid:gid[:address]`) to its
+        deliveries; raises the first MailError when there is none. A recipient with a
+        controlling user was produced by an alias or .forward, so its |prog or /file is
+        taken, bound to that user."""
+        address = recipient if isinstance(recipient, str) else str(recipient.address)  # type: ignore[attr-defined]
+        controller = _parse_controlling_user(getattr(recipient, "controlling_user", None))
+        if controller is None:
+            return self.deliveries(address)
+        run = _Run(self, True, False)
+        run.recipient(address, parent=None, level=0, controller=controller, original=None)
+        expansion = run.result()
+        if not expansion.deliveries and expansion.errors:
+            error = expansion.errors[0].error
+            raise error if error is not None else MailError("undeliverable")
+        return expansion.deliveries
+
     def deliveries(self, recipient: str) -> list[Delivery]:
         """The deliveries for one recipient; the first error raised if there is no delivery."""
         expansion = self.expand(recipient)
@@ -633,6 +651,17 @@ class Router:
             if name in masq_domains or self.is_local_domain(name):
                 domain = masquerade_as
         return f"{local}@{domain.lower() if self.is_local_domain(domain) else domain}"
+
+
+def _parse_controlling_user(text: object) -> ControllingUser | None:
+    """A qf `C` line value, `user:uid:gid[:address]`, as a ControllingUser."""
+    if not isinstance(text, str) or not text:
+        return None
+    parts = text.split(":", 3)
+    if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    address = parts[3] if len(parts) > 3 else ""
+    return ControllingUser(parts[0], int(parts[1]), int(parts[2]), address)
 
 
 def _uucp_path(local: str, domain: str) -> str | None:

@@ -184,3 +184,24 @@ def test_praliases_reads_alias_file_from_the_cf(tmp_path):
         check=False,
     )
     assert (result.returncode, result.stdout) == (0, "a:b\n")
+
+
+def test_newaliases_with_the_translated_office_config_and_an_override(oracle_dir):
+    from pysendmail.config.model import Overrides
+    from pysendmail.config.translate import translate
+
+    case = cli_case(oracle_dir, "newaliases_argv0")
+    alias_path = oracle_dir / "cli/runs/newaliases_argv0/aliases"
+    alias_path.parent.mkdir(parents=True, exist_ok=True)
+    alias_path.write_bytes((oracle_dir / "configs/office/aliases").read_bytes())
+    config = translate(
+        oracle_dir / "configs/office/office.cf",
+        Overrides(options={"AliasFile": str(alias_path)}),
+        hostname="mail.example.com",
+    )
+    out = io.StringIO()
+    assert admin.newaliases(config, out, io.StringIO()) == case["exit_code"]
+    extra = len(str(oracle_dir)) - 21
+    assert out.getvalue() == f"{alias_path}: 18 aliases, longest {59 + extra} bytes, " + (
+        f"{406 + 2 * extra} bytes total\n"
+    )

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from pysendmail.config.aliases import parse_aliases
 from pysendmail.envelope import ControllingUser
+from pysendmail.errors import UserUnknown
 from pysendmail.routing import LocalUser, Route, Router, error_from_value, verify
 from pysendmail.sysexits import ExitCode
 from tests.unit.tables_office import fixture_users, minimal_config
@@ -274,3 +277,23 @@ def test_error_values_in_every_form():
     assert (later.is_temporary, later.exit_code) == (True, ExitCode.TEMPFAIL)
     plain = error_from_value("550 Go away")
     assert (plain.status, plain.text) == ("5.0.0", "Go away")
+
+
+class QueuedRecipient:
+    """The shape of the queue's recipient (qf R line with its C line)."""
+
+    def __init__(self, address, controlling_user=None):
+        self.address = address
+        self.controlling_user = controlling_user
+
+
+def test_queue_runner_interface():
+    router = make_router("sales: alice, bob\n")
+    assert [d.user for d in router.route(QueuedRecipient("sales"))] == ["bob", "alice"]
+    # A |prog the queue kept with its controlling user (qf C line) is delivered as that user.
+    (prog,) = router.route(QueuedRecipient('"|/bin/cat"', "alice:1001:1001:sales"))
+    assert prog.controlling_user == ControllingUser("alice", 1001, 1001, "sales")
+    with pytest.raises(UserUnknown):
+        router.route(QueuedRecipient("nosuchuser"))
+    with pytest.raises(UserUnknown, match="Cannot mail directly to programs"):
+        router.route(QueuedRecipient('"|/bin/cat"'))
