@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pysendmail.errors import Diagnostic, Location
+
+if TYPE_CHECKING:  # only the embedded default's state_dir holds one: keep the import off
+    from pathlib import Path  # the cached start-up path (config.cache)
 
 
 class FrozenMap(dict):

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pysendmail import SENDMAIL_VERSION
 from pysendmail.config.cfparse import munch, parse_cf, read_cf, split_macro_definition
 from pysendmail.config.macros import expand
 from pysendmail.config.model import (
@@ -53,7 +54,6 @@ SYSTEM_CF = "/etc/mail/sendmail.cf"
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CF = PACKAGE_DIR / "default.cf"
 DEFAULT_HELPFILE = PACKAGE_DIR / "helpfile"
-SENDMAIL_VERSION = "8.17.1.9"  # $v: the sendmail release whose behaviour pysendmail follows
 NON_ROOT_PORT = 2525
 COMMAND_LINE = Location("command line", 0, 0)
 

@@ -1,0 +1,142 @@
+"""The translated configuration, cached for the `sendmail` submission path.
+
+Scripts start `sendmail` once per message, so translating sendmail.cf (a Lark parse
+of ~2000 lines) on every start would dominate. `load_config()` keeps a pickled
+`Config` in the user's cache directory (`$XDG_CACHE_HOME/pysendmail`, default
+`~/.cache/pysendmail`) and uses it while every file it was built from (the cf and the
+files its F lines read) has the same mtime and size, and the inputs that are not
+files (command-line overrides, host name, user, pysendmail's version) are the same.
+Otherwise it translates again and rewrites the cache.
+
+Loading a fresh cache imports neither lark nor the translator. The cache is only
+trusted in a directory owned by the user and writable by no one else; when there is
+no such place, the config is translated every time (correct, only slower).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zlib
+
+from pysendmail.config.model import Config, Overrides
+
+CACHE_FORMAT = 1
+SYSTEM_CF = "/etc/mail/sendmail.cf"  # as config.translate.SYSTEM_CF, without importing it
+
+
+def cache_dir(env: dict[str, str] | None = None) -> str | None:
+    """The per-user cache directory, or None when there is no home to put it in."""
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_CACHE_HOME")
+    if not base:
+        home = env.get("HOME") or os.path.expanduser("~")
+        if not home or home == "~":
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "pysendmail")
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _identity(cf_path: str | None, overrides: Overrides | None, hostname: str | None) -> str:
+    from pysendmail import __version__
+
+    parts = [
+        str(CACHE_FORMAT),
+        __version__,
+        cf_path or "<embedded default>",
+        repr(sorted((overrides.options if overrides else {}).items())),
+        repr(sorted((overrides.macros if overrides else {}).items())),
+        hostname or os.uname().nodename,
+        str(os.geteuid()),
+        os.environ.get("XDG_STATE_HOME", ""),
+        os.environ.get("HOME", ""),
+    ]
+    return "\0".join(parts)
+
+
+def _safe_dir(directory: str) -> bool:
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _cache_file(identity: str, directory: str) -> str:
+    # A checksum only picks the file name; the identity inside the file is compared whole.
+    digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
+    return os.path.join(directory, f"config-{digest:08x}.pickle")
+
+
+def _read_cache(path: str, identity: str) -> Config | None:
+    try:
+        with open(path, "rb") as stream:
+            if os.fstat(stream.fileno()).st_uid != os.geteuid():
+                return None
+            stored_identity, stamps, config = pickle.load(stream)
+    except Exception:  # an unreadable, truncated or outdated cache is only a miss
+        return None
+    if stored_identity != identity or not isinstance(config, Config):
+        return None
+    for source, stamp in stamps:
+        if _file_stamp(source) != stamp:
+            return None
+    return config
+
+
+def _write_cache(path: str, identity: str, config: Config) -> None:
+    import tempfile
+
+    stamps = [(source, _file_stamp(source)) for source in config.source_files]
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _safe_dir(directory):
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".config-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                pickle.dump((identity, stamps, config), out, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (OSError, pickle.PicklingError):
+        pass  # no cache this time: the config itself is fine
+
+
+def load_config(
+    cf_path: str | os.PathLike[str] | None = None,
+    overrides: Overrides | None = None,
+    *,
+    hostname: str | None = None,
+    use_cache: bool = True,
+) -> Config:
+    """The Config for `cf_path` (None: /etc/mail/sendmail.cf if it exists, else the
+    embedded default), from the cache when it is fresh. Raises ConfigError when the cf
+    cannot be read."""
+    if cf_path is not None:
+        resolved: str | None = os.fspath(cf_path)
+    else:
+        resolved = SYSTEM_CF if os.path.exists(SYSTEM_CF) else None
+    identity = _identity(resolved, overrides, hostname)
+    directory = cache_dir() if use_cache else None
+    path = _cache_file(identity, directory) if directory is not None else None
+    if path is not None and _safe_dir(os.path.dirname(path)):
+        config = _read_cache(path, identity)
+        if config is not None:
+            return config
+    from pysendmail.config.translate import translate
+
+    config = translate(resolved, overrides, hostname=hostname)
+    if path is not None:
+        _write_cache(path, identity, config)
+    return config

@@ -1,0 +1,136 @@
+"""load_config(): the cached Config of the submission path, rebuilt when a source changes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pysendmail.config import cache
+from pysendmail.config.cache import load_config
+from pysendmail.config.model import Overrides
+from tests.conftest import subprocess_env
+
+HOST = "mail.example.com"
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "pysendmail"
+
+
+@pytest.fixture
+def office(oracle_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the office cf and its class files, free to change."""
+    src = oracle_dir / "configs/office"
+    dest = tmp_path / "office"
+    dest.mkdir()
+    for name in ("local-host-names", "relay-domains"):
+        (dest / name).write_text((src / name).read_text())
+    text = (
+        (src / "office.cf")
+        .read_text()
+        .replace(str(src) + "/local-host-names", str(dest / "local-host-names"))
+    )
+    text = text.replace(str(src) + "/relay-domains", str(dest / "relay-domains"))
+    (dest / "office.cf").write_text(text)
+    return dest
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    stamp = path.stat().st_mtime_ns + 2_000_000_000  # a new mtime even on coarse clocks
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_second_load_comes_from_the_cache(office: Path, cache_home: Path) -> None:
+    first = load_config(office / "office.cf", hostname=HOST)
+    files = list(cache_home.glob("config-*.pickle"))
+    assert len(files) == 1
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    second = load_config(office / "office.cf", hostname=HOST)
+    assert second == first
+    assert second is not first
+
+
+def test_a_changed_cf_is_translated_again(office: Path, cache_home: Path) -> None:
+    assert load_config(office / "office.cf", hostname=HOST).option("MaxMessageSize") == 100000
+    rewrite(office / "office.cf", "O MaxMessageSize=100000", "O MaxMessageSize=2000")
+    assert load_config(office / "office.cf", hostname=HOST).option("MaxMessageSize") == 2000
+
+
+def test_a_changed_class_file_is_read_again(office: Path, cache_home: Path) -> None:
+    assert "new.example.org" not in load_config(office / "office.cf", hostname=HOST).relay_domains
+    rewrite(office / "relay-domains", "partner.example.org", "partner.example.org\nnew.example.org")
+    assert "new.example.org" in load_config(office / "office.cf", hostname=HOST).relay_domains
+
+
+def test_overrides_are_part_of_the_cache_identity(office: Path, cache_home: Path) -> None:
+    plain = load_config(office / "office.cf", hostname=HOST)
+    other = load_config(
+        office / "office.cf", Overrides(options={"MaxHopCount": "5"}), hostname=HOST
+    )
+    assert (plain.option("MaxHopCount"), other.option("MaxHopCount")) == (25, 5)
+    assert len(list(cache_home.glob("config-*.pickle"))) == 2
+
+
+def test_a_corrupt_cache_is_rebuilt(office: Path, cache_home: Path) -> None:
+    load_config(office / "office.cf", hostname=HOST)
+    (cached,) = cache_home.glob("config-*.pickle")
+    cached.write_bytes(b"not a pickle")
+    assert load_config(office / "office.cf", hostname=HOST).option("MaxMessageSize") == 100000
+    assert cached.read_bytes() != b"not a pickle"
+
+
+def change_behind_the_cache(cf: Path, old: str, new: str) -> None:
+    """Change the cf keeping its size and mtime: only a cache that is not read sees it."""
+    assert len(old) == len(new)
+    before = cf.stat()
+    cf.write_text(cf.read_text().replace(old, new))
+    os.utime(cf, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_a_trusted_cache_is_believed_while_stamps_match(office: Path, cache_home: Path) -> None:
+    load_config(office / "office.cf", hostname=HOST)
+    change_behind_the_cache(office / "office.cf", "Size=100000", "Size=300000")
+    assert load_config(office / "office.cf", hostname=HOST).option("MaxMessageSize") == 100000
+
+
+def test_a_world_writable_cache_dir_is_not_trusted(office: Path, cache_home: Path) -> None:
+    load_config(office / "office.cf", hostname=HOST)
+    cache_home.chmod(0o777)
+    change_behind_the_cache(office / "office.cf", "Size=100000", "Size=300000")
+    assert load_config(office / "office.cf", hostname=HOST).option("MaxMessageSize") == 300000
+
+
+def test_no_cache_directory_still_gives_a_config(
+    office: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    monkeypatch.setattr(os.path, "expanduser", lambda path: path)
+    assert cache.cache_dir() is None
+    assert load_config(office / "office.cf", hostname=HOST).hostname == HOST
+
+
+def test_a_cached_load_imports_neither_lark_nor_the_translator(
+    office: Path, tmp_path: Path
+) -> None:
+    code = (
+        "import sys; from pysendmail.config.cache import load_config; "
+        f"c = load_config({str(office / 'office.cf')!r}, hostname={HOST!r}); "
+        "print(c.option('MaxMessageSize'), 'lark' in sys.modules, "
+        "'pysendmail.config.translate' in sys.modules)"
+    )
+    env = subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert first.stdout.split() == ["100000", "True", "True"]
+    assert second.stdout.split() == ["100000", "False", "False"]
