@@ -1,0 +1,629 @@
+"""Remote delivery: SMTP to the destination's mail hosts, as sendmail's smtp/esmtp/relay
+mailers do it, with smtplib for the connection and the replies.
+
+- Where to: the routed host (`$h`) is a domain (MX lookup through dns.py), `[host]`
+  (no MX lookup: the host's own addresses), an address literal `[127.0.0.1]`, or a
+  colon-separated list of those (sendmail's `host1:host2` fallbacks). The port is the
+  one in the mailer's `A=` (`A=TCP $h 2525`), else 25. MX hosts are tried in order,
+  each of their addresses in turn, until one takes the transaction.
+- One connection and one transaction for all the recipients handed in (the queue runner
+  groups the recipients of one destination); each recipient gets its own result from
+  its RCPT reply (250 / 450 / 550 in the same transaction).
+- EHLO (HELO if refused), STARTTLS when offered (opportunistic, as sendmail: the
+  certificate is not required to verify unless the caller's context says so), AUTH
+  PLAIN or LOGIN when the caller has credentials for the host (authinfo), PIPELINING
+  when offered (MAIL, all RCPTs and DATA in one write), SIZE, DSN parameters (NOTIFY,
+  ORCPT, RET, ENVID) when the peer offers DSN, BODY=8BITMIME when it offers 8BITMIME.
+- An 8-bit MIME message for a peer without 8BITMIME is converted to 7 bit
+  (quoted-printable for the 8-bit parts), as sendmail's mime8to7 does, unless the
+  mailer has F=8; a non-MIME 8-bit message follows EightBitMode (pass8: sent as is,
+  mimefy: labelled and converted, strict: bounced with 5.6.3).
+- Failures: a host that cannot be reached, refuses the greeting, or fails before DATA
+  is skipped for the next one; when none is left the recipients still open are
+  deferred with the last reason. A connection lost during DATA defers every recipient
+  of the transaction (nothing was acknowledged). Permanent replies bounce.
+
+The body is streamed from the df file; it is read whole only to convert 8-bit MIME.
+"""
+
+from __future__ import annotations
+
+import email
+import email.generator
+import email.policy
+import io
+import os
+import quopri
+import re
+import smtplib
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pysendmail.config.model import Config, MailerSpec
+from pysendmail.delivery.message import OutgoingMessage, bare_sender
+from pysendmail.delivery.result import DeliveryResult
+from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
+from pysendmail.errors import MailError
+
+DEFAULT_PORT = 25
+
+
+@dataclass(frozen=True)
+class RemoteRecipient:
+    address: str  # as given to RCPT TO, without angle brackets
+    notify: frozenset[str] | None = None  # DSN NOTIFY= values
+    orcpt: str | None = None  # DSN ORCPT= as given ("rfc822;bob@example.com")
+
+
+@dataclass(frozen=True)
+class AuthInfo:
+    """Credentials for AUTH to a smart host (sendmail's authinfo / `AuthInfo:` entries)."""
+
+    user: str
+    password: str
+    authzid: str = ""
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    resolver: Resolver
+    helo_name: str  # $j
+    connect_timeout: float = 300.0
+    command_timeout: float = 300.0
+    data_timeout: float = 3600.0
+    starttls: bool = True
+    tls_context: ssl.SSLContext | None = None  # None: opportunistic, unverified
+    auth_lookup: Callable[[str], AuthInfo | None] | None = None  # host name -> credentials
+    eight_bit_mode: str = "pass8"
+
+    @classmethod
+    def from_config(cls, config: Config, resolver: Resolver, **overrides: object) -> RemoteSettings:
+        connect = float(config.option("Timeout.connect", 0) or 0)  # type: ignore[arg-type]
+        values: dict[str, object] = {
+            "resolver": resolver,
+            "helo_name": config.hostname,
+            "connect_timeout": connect or float(config.option("Timeout.initial", 300)),  # type: ignore[arg-type]
+            "command_timeout": float(config.option("Timeout.rcpt", 300)),  # type: ignore[arg-type]
+            "data_timeout": float(config.option("Timeout.datafinal", 3600)),  # type: ignore[arg-type]
+            "eight_bit_mode": str(config.option("EightBitMode", "pass8") or "pass8"),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- destinations
+
+
+def parse_destination(destination: str) -> list[tuple[str, bool]]:
+    """`example.com` → [("example.com", False)]; `[mx.example.com]:backup.example` →
+    [("mx.example.com", True), ("backup.example", False)]. True means: skip MX lookup."""
+    parts: list[tuple[str, bool]] = []
+    text = destination.strip()
+    pos = 0
+    while pos < len(text):
+        if text[pos] == "[":
+            end = text.find("]", pos)
+            if end < 0:
+                end = len(text)
+            inner = text[pos + 1 : end]
+            literal = address_literal(f"[{inner}]")
+            parts.append((literal if literal else inner.rstrip("."), True))
+            pos = end + 1
+        else:
+            end = text.find(":", pos)
+            if end < 0:
+                end = len(text)
+            name = text[pos:end].strip().rstrip(".")
+            if name:
+                parts.append((name, False))
+            pos = end
+        if pos < len(text) and text[pos] == ":":
+            pos += 1
+    return parts
+
+
+def mailer_port(mailer: MailerSpec | None, default: int = DEFAULT_PORT) -> int:
+    """The port of `A=TCP $h PORT`, or the default."""
+    if mailer is None:
+        return default
+    argv = mailer.argv
+    if len(argv) >= 3 and argv[0].upper() == "TCP":
+        try:
+            return int(argv[2])
+        except ValueError:
+            return default
+    return default
+
+
+# ---------------------------------------------------------------- replies and results
+
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s+")
+
+
+def _reply_text(message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return " ".join(text.split("\n")).strip()
+
+
+def _split_enhanced(code: int, text: str) -> tuple[str, str]:
+    match = _ENHANCED.match(text)
+    if match:
+        return match.group(1), text[match.end() :]
+    return f"{str(code)[0]}.0.0", text
+
+
+@dataclass
+class _Transaction:
+    """Results decided so far, by recipient index."""
+
+    recipients: list[RemoteRecipient]
+    results: dict[int, DeliveryResult]
+    last_failure: str = "Deferred: no mail host could be reached"
+    last_status: str = "4.4.1"
+
+    def open_indices(self) -> list[int]:
+        return [i for i in range(len(self.recipients)) if i not in self.results]
+
+
+def _reply_result(
+    recipient: str, code: int, text: str, *, host: str, relay: str, mailer: str
+) -> DeliveryResult:
+    status, rest = _split_enhanced(code, text)
+    extra = {
+        "mailer": mailer,
+        "relay": relay,
+        "remote_mta": f"dns; {host}",
+        "diagnostic_code": f"smtp; {code} {text}",
+    }
+    if 200 <= code < 300:
+        return DeliveryResult.sent(recipient, f"Sent ({rest})" if rest else "Sent", **extra)
+    if 400 <= code < 500:
+        if not status.startswith("4"):
+            status = "4.0.0"
+        return DeliveryResult.deferred(recipient, f"Deferred: {code} {text}", status, **extra)
+    if not status.startswith("5"):
+        status = "5.0.0"
+    words = "User unknown" if status == "5.1.1" else "Service unavailable"
+    return DeliveryResult.bounced(recipient, words, status, **extra)
+
+
+class _HostFailed(Exception):
+    """This host did not take the transaction: try the next one."""
+
+    def __init__(self, text: str, status: str = "4.4.1") -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+class _DataLost(Exception):
+    """The connection broke after DATA started: defer everything still open."""
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def deliver_remote(
+    message: OutgoingMessage,
+    recipients: Sequence[RemoteRecipient | str],
+    destination: str,
+    settings: RemoteSettings,
+    *,
+    mailer: MailerSpec | None = None,
+    ret: str | None = None,
+    envid: str | None = None,
+) -> list[DeliveryResult]:
+    """Send `message` to `recipients` at `destination` (the routed `$h`) in one SMTP
+    transaction; one DeliveryResult per recipient, in order. Never raises for a
+    delivery problem."""
+    rcpts = [r if isinstance(r, RemoteRecipient) else RemoteRecipient(r) for r in recipients]
+    if not rcpts:
+        return []
+    mailer_name = mailer.name if mailer is not None else "esmtp"
+    port = mailer_port(mailer)
+    state = _Transaction(rcpts, {})
+    try:
+        hosts = _mail_hosts(destination, settings.resolver)
+    except MailError as err:
+        return [DeliveryResult.from_error(r.address, err, mailer=mailer_name) for r in rcpts]
+    for host in hosts:
+        try:
+            addresses = settings.resolver.host_addresses(host)
+        except (DnsError, DnsTempFailure) as err:
+            state.last_failure, state.last_status = f"Deferred: {err.text}", "4.4.3"
+            if len(hosts) == 1 and not err.is_temporary:
+                return [
+                    DeliveryResult.from_error(rcpts[i].address, err, mailer=mailer_name)
+                    for i in range(len(rcpts))
+                ]
+            continue
+        for address in addresses:
+            try:
+                _session(message, state, host, address, port, settings, mailer, ret, envid)
+            except _HostFailed as failure:
+                state.last_failure, state.last_status = failure.text, failure.status
+                continue
+            except _DataLost as lost:
+                state.last_failure, state.last_status = str(lost), "4.4.2"
+            for index in state.open_indices():
+                state.results[index] = DeliveryResult.deferred(
+                    rcpts[index].address,
+                    state.last_failure,
+                    state.last_status,
+                    mailer=mailer_name,
+                    relay=f"{host}. [{address}]",
+                    remote_mta=f"dns; {host}",
+                )
+            return [state.results[i] for i in range(len(rcpts))]
+    for index in state.open_indices():
+        state.results[index] = DeliveryResult.deferred(
+            rcpts[index].address, state.last_failure, state.last_status, mailer=mailer_name
+        )
+    return [state.results[i] for i in range(len(rcpts))]
+
+
+def _mail_hosts(destination: str, resolver: Resolver) -> list[str]:
+    hosts: list[str] = []
+    for name, skip_mx in parse_destination(destination):
+        if skip_mx:
+            hosts.append(name)
+        else:
+            hosts.extend(mx.name for mx in resolver.resolve_mx(name))
+    if not hosts:
+        raise DnsError(f"Host unknown ({destination!r}: no host)")
+    return hosts
+
+
+# ---------------------------------------------------------------- one SMTP session
+
+
+def _session(
+    message: OutgoingMessage,
+    state: _Transaction,
+    host: str,
+    address: str,
+    port: int,
+    settings: RemoteSettings,
+    mailer: MailerSpec | None,
+    ret: str | None,
+    envid: str | None,
+) -> None:
+    """One connection to one address. Fills state.results for every recipient it
+    decides; raises _HostFailed to move on, _DataLost after DATA broke."""
+    mailer_name = mailer.name if mailer is not None else "esmtp"
+    relay = f"{host}. [{address}]"
+    client = smtplib.SMTP(local_hostname=settings.helo_name, timeout=settings.connect_timeout)
+    try:
+        try:
+            code, greeting = client.connect(address, port)
+        except ConnectionRefusedError:
+            raise _HostFailed(f"Deferred: Connection refused by {host}.") from None
+        except TimeoutError:
+            raise _HostFailed(f"Deferred: Connection timed out with {host}.") from None
+        except (OSError, smtplib.SMTPException) as err:
+            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+            raise _HostFailed(f"Deferred: {host}.: {reason}") from None
+        if code != 220:
+            raise _HostFailed(f"Deferred: {code} {_reply_text(greeting)}", "4.0.0")
+        if client.sock is not None:
+            client.sock.settimeout(settings.command_timeout)
+        _hello(client, host)
+        if settings.starttls and client.has_extn("starttls"):
+            context = settings.tls_context or _opportunistic_context()
+            # smtplib takes the TLS server name from the host it was built with; we
+            # connect to an address, so tell it the MX name the certificate must show
+            client._host = host
+            try:
+                client.starttls(context=context)
+            except (ssl.SSLError, OSError, ValueError, smtplib.SMTPException) as err:
+                raise _HostFailed(f"Deferred: {host}.: STARTTLS failed: {err}", "4.7.0") from None
+            _hello(client, host)
+        _authenticate(client, host, settings)
+        _transaction(client, message, state, host, relay, settings, mailer, mailer_name, ret, envid)
+    except smtplib.SMTPServerDisconnected as err:
+        raise _HostFailed(f"Deferred: Connection reset by {host}. ({err})") from None
+    except (OSError, smtplib.SMTPException) as err:
+        if isinstance(err, _DataLost | _HostFailed):
+            raise
+        raise _HostFailed(f"Deferred: {host}.: {err}") from None
+    finally:
+        try:
+            client.close()
+        except OSError:
+            pass
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _hello(client: smtplib.SMTP, host: str) -> None:
+    code, reply = client.ehlo()
+    if code == 250:
+        return
+    code, reply = client.helo()
+    if code != 250:
+        raise _HostFailed(f"Deferred: {code} {_reply_text(reply)}", "4.0.0")
+
+
+def _authenticate(client: smtplib.SMTP, host: str, settings: RemoteSettings) -> None:
+    if settings.auth_lookup is None or not client.has_extn("auth"):
+        return
+    creds = settings.auth_lookup(host)
+    if creds is None:
+        return
+    offered = client.esmtp_features.get("auth", "").upper().split()
+    client.user, client.password = creds.user, creds.password
+    for mechanism in ("PLAIN", "LOGIN"):
+        if mechanism not in offered:
+            continue
+        try:
+            if mechanism == "PLAIN":
+                token = f"{creds.authzid}\0{creds.user}\0{creds.password}"
+                client.auth("PLAIN", lambda challenge=None, t=token: t)
+            else:
+                client.auth("LOGIN", client.auth_login)
+            return
+        except smtplib.SMTPAuthenticationError as err:
+            # a credentials problem: keep the mail and let the admin fix authinfo
+            text = _reply_text(err.smtp_error)
+            raise _HostFailed(f"Deferred: AUTH failure: {err.smtp_code} {text}", "4.7.0") from None
+    raise _HostFailed(f"Deferred: {host} offers no AUTH mechanism we use", "4.7.0")
+
+
+def _mail_params(
+    client: smtplib.SMTP,
+    size: int | None,
+    eight_bit_body: bool,
+    ret: str | None,
+    envid: str | None,
+) -> str:
+    params = []
+    if size is not None and client.has_extn("size"):
+        params.append(f"SIZE={size}")
+    if eight_bit_body and client.has_extn("8bitmime"):
+        params.append("BODY=8BITMIME")
+    if client.has_extn("dsn"):
+        if ret:
+            params.append(f"RET={ret.upper()}")
+        if envid:
+            params.append(f"ENVID={_xtext(envid)}")
+    return "".join(" " + p for p in params)
+
+
+def _rcpt_params(client: smtplib.SMTP, recipient: RemoteRecipient) -> str:
+    if not client.has_extn("dsn"):
+        return ""
+    params = []
+    if recipient.notify:
+        params.append("NOTIFY=" + ",".join(sorted(n.upper() for n in recipient.notify)))
+    if recipient.orcpt:
+        kind, _, value = recipient.orcpt.partition(";")
+        params.append(f"ORCPT={kind};{_xtext(value)}" if value else f"ORCPT=rfc822;{_xtext(kind)}")
+    return "".join(" " + p for p in params)
+
+
+def _xtext(text: str) -> str:
+    out = []
+    for ch in text:
+        code = ord(ch)
+        out.append(f"+{code:02X}" if code < 33 or code > 126 or ch in "+=" else ch)
+    return "".join(out)
+
+
+def _transaction(
+    client: smtplib.SMTP,
+    message: OutgoingMessage,
+    state: _Transaction,
+    host: str,
+    relay: str,
+    settings: RemoteSettings,
+    mailer: MailerSpec | None,
+    mailer_name: str,
+    ret: str | None,
+    envid: str | None,
+) -> None:
+    flags = mailer.flags if mailer is not None else frozenset()
+    outgoing = message
+    eight_bit = message.has_8bit()
+    if eight_bit and not client.has_extn("8bitmime") and "8" not in flags:
+        converted = convert_to_7bit(message, settings.eight_bit_mode)
+        if converted is None:
+            for index in state.open_indices():
+                state.results[index] = DeliveryResult.bounced(
+                    state.recipients[index].address,
+                    "Cannot send 8-bit data to 7-bit destination",
+                    "5.6.3",
+                    mailer=mailer_name,
+                    relay=relay,
+                )
+            return
+        outgoing, eight_bit = converted, converted.has_8bit()
+    open_indices = state.open_indices()
+    sender = bare_sender(message.sender)
+    mail_cmd = f"MAIL FROM:<{sender}>" + _mail_params(
+        client, _message_size(outgoing), eight_bit, ret, envid
+    )
+    rcpt_cmds = [
+        f"RCPT TO:<{state.recipients[i].address}>" + _rcpt_params(client, state.recipients[i])
+        for i in open_indices
+    ]
+    pipelining = client.has_extn("pipelining")
+    if pipelining:
+        client.send(("\r\n".join([mail_cmd, *rcpt_cmds, "DATA"]) + "\r\n").encode("utf-8"))
+        mail_code, mail_text = _get_reply(client)
+        rcpt_replies = [_get_reply(client) for _ in rcpt_cmds]
+        data_code, data_text = _get_reply(client)
+    else:
+        mail_code, mail_text = _command(client, mail_cmd)
+        rcpt_replies = []
+        if mail_code == 250:
+            rcpt_replies = [_command(client, cmd) for cmd in rcpt_cmds]
+        data_code, data_text = 0, ""
+    if mail_code != 250:
+        if 400 <= mail_code < 500 or mail_code < 200:
+            raise _HostFailed(f"Deferred: {mail_code} {mail_text}", "4.0.0")
+        for index in open_indices:
+            state.results[index] = _reply_result(
+                state.recipients[index].address,
+                mail_code,
+                mail_text,
+                host=host,
+                relay=relay,
+                mailer=mailer_name,
+            )
+        _quit(client)
+        return
+    accepted: list[int] = []
+    for index, (code, text) in zip(open_indices, rcpt_replies, strict=True):
+        if code in (250, 251):
+            accepted.append(index)
+        else:
+            state.results[index] = _reply_result(
+                state.recipients[index].address,
+                code,
+                text,
+                host=host,
+                relay=relay,
+                mailer=mailer_name,
+            )
+    if not accepted:
+        # a pipelined DATA that a server wrongly accepted is abandoned by closing
+        if data_code != 354:
+            _quit(client)
+        return
+    if not pipelining:
+        data_code, data_text = _command(client, "DATA")
+    if data_code != 354:
+        for index in accepted:
+            code = data_code if data_code >= 400 else 451
+            state.results[index] = _reply_result(
+                state.recipients[index].address,
+                code,
+                data_text,
+                host=host,
+                relay=relay,
+                mailer=mailer_name,
+            )
+        _quit(client)
+        return
+    if client.sock is not None:
+        client.sock.settimeout(settings.data_timeout)
+    try:
+        for chunk in smtp_data_stream(outgoing):
+            client.send(chunk)
+        final_code, final_text = _get_reply(client)
+    except (OSError, smtplib.SMTPServerDisconnected) as err:
+        raise _DataLost(f"Deferred: Lost connection with {host} during data ({err})") from None
+    for index in accepted:
+        state.results[index] = _reply_result(
+            state.recipients[index].address,
+            final_code,
+            final_text,
+            host=host,
+            relay=relay,
+            mailer=mailer_name,
+        )
+    _quit(client)
+
+
+def _get_reply(client: smtplib.SMTP) -> tuple[int, str]:
+    code, text = client.getreply()
+    return code, _reply_text(text)
+
+
+def _command(client: smtplib.SMTP, line: str) -> tuple[int, str]:
+    client.send((line + "\r\n").encode("utf-8"))
+    return _get_reply(client)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.send(b"QUIT\r\n")
+        client.getreply()
+    except (OSError, smtplib.SMTPException):
+        pass
+
+
+def _message_size(message: OutgoingMessage) -> int | None:
+    body = message.body
+    if isinstance(body, bytes):
+        return len(message.headers) + 1 + len(body)
+    if isinstance(body, Path):
+        try:
+            return len(message.headers) + 1 + os.stat(body).st_size
+        except OSError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- data
+
+
+def smtp_data_stream(message: OutgoingMessage, chunk_size: int = 65536) -> Iterator[bytes]:
+    """The message as DATA sends it: CRLF line ends, leading dots doubled, `.` at the end."""
+    partial = b""
+    for chunk in message.iter_message(chunk_size):
+        data = partial + chunk
+        cut = data.rfind(b"\n") + 1
+        partial = data[cut:]
+        if cut:
+            yield _dot_stuff(data[:cut])
+    tail = partial.removesuffix(b"\r")
+    yield (_dot_stuff(tail + b"\n") if tail else b"") + b".\r\n"
+
+
+def _dot_stuff(lines: bytes) -> bytes:
+    lines = lines.replace(b"\r\n", b"\n")
+    lines = re.sub(rb"(?m)^\.", b"..", lines)
+    return lines.replace(b"\n", b"\r\n")
+
+
+# ---------------------------------------------------------------- 8 bit to 7 bit
+
+
+def convert_to_7bit(
+    message: OutgoingMessage, eight_bit_mode: str = "pass8"
+) -> OutgoingMessage | None:
+    """The message re-encoded for a peer without 8BITMIME (sendmail's mime8to7): each
+    8-bit leaf part becomes quoted-printable. A non-MIME message is sent as is with
+    EightBitMode=pass8, labelled text/plain and converted with mimefy, and refused
+    (None) with strict."""
+    is_mime = message.header_value("MIME-Version") is not None
+    mode = (eight_bit_mode or "pass8").lower()
+    if not is_mime:
+        if mode.startswith("s"):
+            return None
+        if mode.startswith("p"):
+            return message
+    data = message.headers + b"\n" + b"".join(message.iter_body())
+    parsed = email.message_from_bytes(data, policy=email.policy.compat32)
+    if not is_mime:
+        parsed["MIME-Version"] = "1.0"
+        if parsed.get("Content-Type") is None:
+            parsed["Content-Type"] = "text/plain; charset=unknown-8bit"
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if cte in ("base64", "quoted-printable"):
+            continue
+        raw = part.get_payload(decode=True)  # for 7bit/8bit/binary: the bytes as they are
+        if not isinstance(raw, bytes) or not re.search(rb"[\x80-\xff]", raw):
+            continue
+        encoded = quopri.encodestring(raw.replace(b"\r\n", b"\n"))
+        del part["Content-Transfer-Encoding"]
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(encoded.decode("ascii"))
+    out = io.BytesIO()
+    email.generator.BytesGenerator(out, mangle_from_=False, policy=email.policy.compat32).flatten(
+        parsed
+    )
+    return OutgoingMessage.from_bytes(
+        message.sender, out.getvalue(), received_at=message.received_at
+    )
