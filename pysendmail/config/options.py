@@ -258,6 +258,13 @@ _TABLE: list[tuple] = [
     ("InputMailFilters", None, "list", (), "milters used, in order"),
     ("DaemonPortOptions", "O", "multi", (), "one SMTP daemon: Name=, Port=, Addr=, M="),
     ("ClientPortOptions", None, "multi", (), "outgoing connection options, per family"),
+    # -- old forms that set several options at once (expand_compound splits them)
+    ("Timeout", "r", "str", None, "old form: `5m` sets every read timeout, or `mail=10m,rcpt=1h`"),
+    ("QueueTimeout", "T", "str", None, "old form: `5d/4h` sets queuereturn/queuewarn"),
+    # -- pysendmail's own options (sendmail warns about them; pysendmail reads them)
+    ("LocalMaildir", None, "str", None, "deliver local mail to this Maildir, e.g. `$z/Maildir`"),
+    ("ResolverNameServers", None, "list", (), "DNS servers to ask instead of resolv.conf's"),
+    ("ResolverPort", None, "int", 53, "the port of ResolverNameServers"),
     # -- timeouts (`Timeout.x`)
     ("Timeout.initial", None, "duration", 300, "wait for the greeting", "m"),
     ("Timeout.connect", None, "duration", 0, "wait for connect(2) (0: the system's)", "m"),

@@ -77,6 +77,9 @@ def test_names_are_case_insensitive_and_letters_map_to_names() -> None:
     assert option_by_letter("d").name == "DeliveryMode"
     assert option_by_letter("Z").name == "RetryFactor"
     assert option_by_letter("\x01") is None
+    # The old compound letters name options that expand_compound splits.
+    assert option_by_letter("T").name == "QueueTimeout"
+    assert option_by_letter("r").name == "Timeout"
 
 
 def test_unknown_letters_are_none_as_sendmail_ignores_them() -> None:
