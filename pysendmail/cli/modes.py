@@ -37,9 +37,31 @@ def _init_aliases(inv: Invocation, out: TextIO, err: TextIO) -> int:
     return int(admin.newaliases(config, out, err))
 
 
+def _verify(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bv: what would happen to each address, without delivering."""
+    import os
+
+    from pysendmail.cli import runtime
+    from pysendmail.cli.submit import NO_RECIPIENTS
+    from pysendmail.routing import Router, verify
+    from pysendmail.sysexits import ExitCode
+
+    if not inv.recipients:
+        out.write(NO_RECIPIENTS + "\n")
+        return int(ExitCode.USAGE)
+    config = runtime.load_config(inv)
+    lines, status = verify(
+        Router(config), inv.recipients, verbose=inv.verbose, allow_programs=os.getuid() == 0
+    )
+    for line in lines:
+        out.write(line + "\n")
+    return int(status)
+
+
 _RUNNERS: dict[str, Runner] = {
     cli.MODE_PRINT_QUEUE: _print_queue,
     cli.MODE_INIT_ALIASES: _init_aliases,
+    cli.MODE_VERIFY: _verify,
 }
 
 

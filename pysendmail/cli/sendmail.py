@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from pysendmail.cli import options as cli_options
+from pysendmail.errors import ConfigError
 from pysendmail.sysexits import ExitCode
 
 # Which part runs each mode, for the message when that part is missing.
@@ -100,6 +101,9 @@ def main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) 
         return run(inv, out, err)
     except Unavailable as exc:
         return unavailable(str(exc), err)
+    except ConfigError as exc:
+        out.write(f"{exc}\n")
+        return int(ExitCode.CONFIG)
     except BrokenPipeError:
         return int(ExitCode.IOERR)
     finally:
