@@ -68,8 +68,23 @@ def _mode_letter(value: object, default: str) -> str:
     return text[:1].lower() if text else default
 
 
-def submit_context(config: Config, inv: Invocation):
-    """The part of `config` a submission uses."""
+def _expander(config: Config, router: object | None):
+    """Alias expansion and recipient checks by routing, built when first used."""
+    made: list[object] = [router] if router is not None else []
+
+    def expand(lists: list[str], allow_programs: bool):
+        if not made:
+            from pysendmail.routing import Router
+
+            made.append(Router(config))
+        return made[0].expand(lists, allow_programs=allow_programs)  # type: ignore[attr-defined]
+
+    return expand
+
+
+def submit_context(config: Config, inv: Invocation, *, router: object | None = None):
+    """The part of `config` a submission uses. `router` replaces routing.Router(config)
+    (tests inject one with their own user database)."""
     from pysendmail.cli.submit import SubmitContext
 
     trusted = set(config.trusted_users) | set(config.classes.get("t", frozenset()))
@@ -86,4 +101,5 @@ def submit_context(config: Config, inv: Invocation):
         error_mode=_mode_letter(config.option("ErrorMode"), "p"),
         queue_dir_from_command_line=sets_option(inv, "QueueDirectory"),
         config_from_command_line=inv.config_file,
+        expand=None if inv.no_alias else _expander(config, router),
     )

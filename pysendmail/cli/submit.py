@@ -16,18 +16,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from pysendmail import SENDMAIL_VERSION, address
 from pysendmail.cli import stamp
 from pysendmail.cli.collect import Collected, collect
 from pysendmail.cli.options import Invocation
 from pysendmail.config.model import HeaderSpec
-from pysendmail.envelope import BodyType, Envelope, Notify, Recipient, Ret
+from pysendmail.envelope import BodyType, ControllingUser, Envelope, Notify, Recipient, Ret
 from pysendmail.errors import AddressSyntaxError, QueueError
 from pysendmail.headers import RECIPIENT_HEADERS, RESENT_RECIPIENT_HEADERS, Header
+from pysendmail.queue.qf import initial_priority
 from pysendmail.sysexits import ExitCode
 
 NO_RECIPIENTS = "Recipient names must be specified"
@@ -77,6 +78,9 @@ class SubmitContext:
     queue_dir_from_command_line: bool = False
     config_from_command_line: str | None = None
     fsync: bool = True
+    # Alias expansion and recipient checks at submission: (lists, allow_programs) ->
+    # routing.Expansion. None: recipients are queued as given.
+    expand: Callable[[list[str], bool], Any] | None = None
 
 
 @dataclass
@@ -223,32 +227,108 @@ def submit(
         return _finish(ctx, inv, caller, draft, collected, argv_recipients, out, now)
 
 
+@dataclass
+class Target:
+    """One recipient line of the queue file."""
+
+    address: str  # as written (`Carol <carol@partner.example.org>`, `alice`)
+    final_recipient: str | None = None  # None: the queue writes the qualified address
+    primary: bool = True
+    from_alias: bool = False
+    controlling_user: ControllingUser | None = None
+    host: str = ""
+
+
+@dataclass
+class Resolved:
+    """The recipients of a submission and what went wrong with the others."""
+
+    targets: list[Target] = field(default_factory=list)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (address, text, status)
+    exit_code: int = 0
+    status_line: str | None = None  # the qf M line
+
+
+def _resolve_plain(lists: list[str], ctx: SubmitContext) -> Resolved:
+    """Without routing: each address once, as given (local ones first)."""
+    recipients = RecipientList(ctx.local_domains)
+    for text in lists:
+        recipients.add_list(text)
+    resolved = Resolved(targets=[Target(address=a) for a in recipients.addresses])
+    for line in recipients.errors:
+        address, _, text = line.partition("... ")
+        resolved.errors.append((address, text, "5.1.3"))
+        resolved.status_line = line
+    resolved.exit_code = int(ExitCode.USAGE) if recipients.errors else 0
+    return resolved
+
+
+def _resolve_routed(lists: list[str], ctx: SubmitContext, caller: Caller) -> Resolved:
+    """With routing: aliases expanded, unknown users and hosts found, as sendmail does
+    before it queues; local deliveries first, then by host, in expansion order."""
+    assert ctx.expand is not None
+    expansion = ctx.expand(lists, caller.uid == 0)
+    resolved = Resolved(exit_code=int(expansion.exit_code()))
+    for delivery in expansion.deliveries:
+        aliased = bool(delivery.original) and delivery.original != delivery.address
+        resolved.targets.append(
+            Target(
+                address=delivery.address,
+                final_recipient=(
+                    "RFC822; " + address.parse_item(delivery.original).addr_spec
+                    if aliased
+                    else None
+                ),
+                primary=not aliased,
+                from_alias=aliased,
+                controlling_user=delivery.controlling_user,
+                host=delivery.host.lower(),
+            )
+        )
+    resolved.targets.sort(key=lambda t: t.host)
+    for event in expansion.errors:
+        error = event.error
+        status = error.status if error is not None else "5.0.0"
+        resolved.errors.append((event.address, event.text, status))
+        syntax = error is not None and error.exit_code == ExitCode.USAGE
+        resolved.status_line = (
+            f"{event.address}... {event.text}" if syntax and event.address else event.text
+        )
+    return resolved
+
+
 def _finish(
     ctx: SubmitContext,
     inv: Invocation,
     caller: Caller,
     draft,
     collected: Collected,
-    recipients: RecipientList,
+    argv_recipients: RecipientList,
     out: TextIO,
     now: float,
 ) -> Outcome:
     headers = collected.headers
-    single_argv_recipient = recipients.addresses[0] if len(recipients) == 1 else None
+    single_argv_recipient = argv_recipients.addresses[0] if len(argv_recipients) == 1 else None
+    lists = list(inv.recipients)
     if inv.read_recipients:
         if collected.headers_have_bare_cr:
             # `To: a<CR>Bcc: b` would hide a recipient from whoever reads the headers.
             out.write("Message refused: a header line holds a bare carriage return\n")
             return Outcome(int(ExitCode.DATAERR))
         for header in header_recipients(headers):
-            recipients.add_list(header.unfolded(), old_style=ctx.old_style_headers)
-        if not len(recipients) and not recipients.errors:
+            items = address.split_list(header.unfolded(), old_style=ctx.old_style_headers)
+            if items:
+                lists.append(", ".join(items))
+        if not lists:
             out.write(NO_HEADER_RECIPIENTS + "\n")
             return Outcome(int(ExitCode.OK))
-    for line in recipients.errors:
-        out.write(line + "\n")
-    if not len(recipients):
-        return Outcome(int(ExitCode.USAGE) if recipients.errors else int(ExitCode.OK))
+    if ctx.expand is not None:
+        resolved = _resolve_routed(lists, ctx, caller)
+    else:
+        resolved = _resolve_plain(lists, ctx)
+    if ctx.error_mode not in ("m", "q"):
+        for rcpt, text, _ in resolved.errors:
+            out.write(f"{rcpt}... {text}\n" if rcpt else f"{text}\n")
 
     trusted = is_trusted(ctx, caller)
     sender = inv.sender if inv.sender is not None else caller.name
@@ -285,14 +365,23 @@ def _finish(
     flags = set()
     if _has_recipient_headers(headers):
         flags.add("b")
-    if not recipients.errors:
+    if not resolved.errors:
         flags.add("s")
     if collected.has_8bit:
         flags.add("8")
     notify = _notify(inv.notify)
     envelope = Envelope(
         sender=sender,
-        recipients=[Recipient(address=a, notify=notify) for a in recipients.addresses],
+        recipients=[
+            Recipient(
+                address=t.address,
+                notify=notify,
+                primary=t.primary,
+                from_alias=t.from_alias,
+                controlling_user=t.controlling_user,
+            )
+            for t in resolved.targets
+        ],
         body_type=_body_type(inv, collected.has_8bit),
         ret=None if inv.ret is None else Ret(inv.ret.upper()),
         envid=inv.envid,
@@ -303,15 +392,82 @@ def _finish(
     queue_file = draft.build_queue_file(
         envelope, queued_headers, msg_size=collected.size, hostname=ctx.hostname, now=now
     )
-    if recipients.errors:
-        queue_file.status = recipients.errors[-1]
-        queue_file.set_flag("s", False)
+    for target, line in zip(resolved.targets, queue_file.recipients, strict=True):
+        if target.final_recipient is not None:
+            line.final_recipient = target.final_recipient
+    queue_file.status = resolved.status_line
+    # sendmail's priority counts the addresses named (each once), not what they expand to.
+    named = RecipientList(ctx.local_domains)
+    for text in lists:
+        named.add_list(text)
+    queue_file.priority = initial_priority(collected.size, len(named))
+    qid = None
     try:
-        qid = draft.commit_queue_file(queue_file)
+        if resolved.errors:
+            _bounce(ctx, draft, queue_file, resolved, now)
+        if resolved.targets:
+            qid = draft.commit_queue_file(queue_file)
     except QueueError as exc:
         out.write(f"{exc.text}\n")
         return Outcome(int(ExitCode.TEMPFAIL))
-    return Outcome(int(ExitCode.USAGE) if recipients.errors else int(ExitCode.OK), qid)
+    return Outcome(resolved.exit_code, qid)
+
+
+def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: float) -> None:
+    """Queue the report about the recipients refused at submission (the message itself is
+    returned in it), so that nothing is lost though the caller may not read stdout."""
+    from pysendmail.delivery.dsn import DsnKind, OriginalMessage, RecipientReport, build_dsn
+    from pysendmail.queue.store import QueueStore
+
+    draft._flush()  # the df must hold every byte before it is read back (no public flush yet)
+    body = draft.store.path("df", draft.qid).read_bytes()
+    original = OriginalMessage(
+        qid=draft.qid,
+        sender=queue_file.sender,
+        headers=queue_file.headers,
+        body=body,
+        arrival=now,
+        received_from=queue_file.macros.get("_", ""),
+        envid=queue_file.envid,
+    )
+    reports = [
+        RecipientReport(
+            address=rcpt,
+            final_recipient="RFC822; " + address.qualify(_bare(rcpt), ctx.hostname),
+            action="failed",
+            status=status,
+            diagnostic=f"X-Unix; {_reply_code(status)} {status} {text}",
+            reason=f"{_reply_code(status)} {status} {text}",
+        )
+        for rcpt, text, status in resolved.errors
+    ]
+    store = QueueStore(ctx.queue_dir, fsync=ctx.fsync)
+    report_draft = store.open_draft()
+    with report_draft:
+        dsn = build_dsn(
+            DsnKind.FAILURE,
+            original,
+            reports,
+            qid=report_draft.qid,
+            hostname=ctx.hostname,
+            now=now,
+            transcript=[f"{_reply_code(s)} {s} {r}... {t}" for r, t, s in resolved.errors],
+        )
+        if dsn is None:
+            return
+        report_draft.write(dsn.body)
+        report_draft.commit(dsn.envelope, dsn.headers, hostname=ctx.hostname, now=now)
+
+
+def _bare(text: str) -> str:
+    try:
+        return address.parse_item(text).addr_spec or text
+    except AddressSyntaxError:
+        return text
+
+
+def _reply_code(status: str) -> str:
+    return "553" if status == "5.1.3" else ("550" if status.startswith("5") else "451")
 
 
 def run(inv: Invocation, out: TextIO, err: TextIO) -> int:

@@ -109,8 +109,16 @@ def test_queue_files_match_sendmail(name: str, oracle_dir: Path, tmp_path: Path)
         for fname, data in case["queue_files"].items()
     }
     want_qid = next(f for f in case["queue_files"] if f.startswith("qf"))[2:]
-    written = sorted(p.name for p in Path(ctx.queue_dir).iterdir())
-    assert written == [f"df{outcome.qid}", f"qf{outcome.qid}"]
+    written = {p.name for p in Path(ctx.queue_dir).iterdir()}
+    bounces = {name[2:] for name in written} - {outcome.qid}
+    # sendmail mailed a report about the recipients it refused: ours is queued for that.
+    bounced = any("Returned mail" in box["text"] for box in case["mailboxes"].values())
+    assert len(bounces) == (1 if bounced else 0)
+    for qid in bounces:
+        report = (Path(ctx.queue_dir) / f"qf{qid}").read_text()
+        assert "\nS<>\n" in report and "\nRPFD:root\n" in report
+        assert "Subject: Returned mail: see transcript for details" in report
+    assert written == {f"{kind}{qid}" for kind in ("qf", "df") for qid in {outcome.qid, *bounces}}
     qf = (Path(ctx.queue_dir) / f"qf{outcome.qid}").read_bytes().decode("utf-8", "surrogateescape")
     df = (Path(ctx.queue_dir) / f"df{outcome.qid}").read_bytes()
     # The fixture shows the 0x81 macro byte as the four characters \x81.
@@ -145,3 +153,54 @@ def test_t_without_recipient_headers_queues_nothing(oracle_dir: Path) -> None:
     outcome = submit(ctx, inv, Caller.from_uid(0), io.BytesIO(case["stdin"].encode()), out)
     assert (out.getvalue(), outcome.exit_code) == (case["stdout"], case["exit_code"])
     assert list(Path(ctx.queue_dir).iterdir()) == []
+
+
+# Submissions whose recipients go through routing (aliases, unknown users, remote hosts).
+ROUTED_CASES = ["t_to_cc_bcc_queue", "t_plus_args", "submit_odq_local", "t_group_syntax"]
+
+
+def fixture_users(name: str):
+    """The fixture machine's users (alice 1001, bob 1002, mallory 1003, root), injected
+    into routing instead of this machine's password database."""
+    from pysendmail.routing import LocalUser
+
+    table = {"root": 0, "alice": 1001, "bob": 1002, "mallory": 1003}
+    uid = table.get(name)
+    home = "/root" if name == "root" else f"/nonexistent/{name}"
+    return None if uid is None else LocalUser(name, uid, uid, home)
+
+
+@pytest.mark.parametrize("name", ROUTED_CASES)
+def test_routed_queue_files_match_sendmail(name: str, oracle_dir: Path) -> None:
+    from pysendmail.cli.runtime import submit_context
+    from pysendmail.config.translate import translate
+    from pysendmail.routing import Router
+
+    case = CASES[name]
+    argv = [a.replace("@ORACLE@", str(oracle_dir)) for a in case["argv"]]
+    inv = parse_args(argv, environ={})
+    config = translate(inv.config_file, overrides_from(inv))
+    ctx = submit_context(config, inv, router=Router(config, users=fixture_users))
+    ctx.fsync = False
+    queue = Path(ctx.queue_dir)
+    queue.mkdir(parents=True, exist_ok=True)
+    for old in queue.iterdir():
+        old.unlink()
+    out = io.StringIO()
+    outcome = submit(ctx, inv, Caller.from_uid(0), io.BytesIO(case["stdin"].encode()), out)
+    assert (out.getvalue(), outcome.exit_code) == (case["stdout"], case["exit_code"])
+
+    expected = {
+        fname[:2]: data["text"].replace("@ORACLE@", str(oracle_dir))
+        for fname, data in case["queue_files"].items()
+    }
+    want_qid = next(f for f in case["queue_files"] if f.startswith("qf"))[2:]
+    qf = (queue / f"qf{outcome.qid}").read_bytes().decode("utf-8", "surrogateescape")
+    qf = qf.replace("\udc81", "\\x81")
+    # sendmail names the controlling user of every alias-expanded local recipient (the
+    # `C` lines); routing names one only for |program and /file targets.
+    without_c = re.compile(r"^C.*\n", re.M)
+    assert without_c.sub("", mask(qf, outcome.qid)) == without_c.sub(
+        "", mask(expected["qf"], want_qid)
+    )
+    assert (queue / f"df{outcome.qid}").read_bytes() == expected["df"].encode()
