@@ -1,0 +1,670 @@
+"""The rewriting-rule engine: sendmail's rewrite() over compiled rulesets.
+
+This module owns what a ruleset does to a token list: LHS matching (`$*` with
+backtracking, `$+`, `$-`, `$@`, `$=X`/`$~X` with members of several tokens,
+`$&X`, literals without regard to case), RHS substitution (`$1`-`$9`, `$:`
+once, `$@` return, `$&X`), `$[ ... $]` and `$( map key $@ arg $: default $)`
+lookups through injected maps, `$>` subroutine calls, and the limits (100
+rewrites of one rule, recursion depth, expansion length) with sendmail's
+messages. It also compiles the `R` lines of a cf into token lists.
+
+It is pure: no files, no sockets. Maps and the host lookup are objects handed in;
+trace lines (`canonify input: ...`) and error messages go to callbacks. Bad input
+never raises: a broken rule or address yields sendmail's status code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pysendmail.rules import tokenizer as tk
+from pysendmail.rules.tokenizer import (
+    CALLSUBR,
+    CANONHOST,
+    CANONNET,
+    CANONUSER,
+    CONDFI,
+    CONDIF,
+    HOSTBEGIN,
+    HOSTEND,
+    LOOKUPBEGIN,
+    LOOKUPEND,
+    MACRODEXPAND,
+    MATCHANY,
+    MATCHCLASS,
+    MATCHNCLASS,
+    MATCHONE,
+    MATCHREPL,
+    MATCHZANY,
+    MATCHZERO,
+    MAXATOM,
+    TokenTables,
+)
+from pysendmail.sysexits import ExitCode
+
+MAXRWSETS = 200  # numbered sets are 0..99, named ones count down from 199
+MAX_RULE_RECURSION = 50
+MAX_SUBR = 50
+MAX_LOOP = 100
+MAX_MAP_ARGS = 10
+MAXMATCH = 9
+
+EX_OK = int(ExitCode.OK)
+EX_USAGE = int(ExitCode.USAGE)
+EX_DATAERR = int(ExitCode.DATAERR)
+EX_SOFTWARE = int(ExitCode.SOFTWARE)
+EX_TEMPFAIL = int(ExitCode.TEMPFAIL)
+EX_CONFIG = int(ExitCode.CONFIG)
+
+_SMTP_CODES_WITH_TO = ("050", "250", "252", "450", "550", "553")
+
+
+def is_enhanced_status(text: str, delim: str) -> int:
+    """sendmail's isenhsc(): the length of a leading `x.y.z` followed by `delim`, else 0."""
+    i = 0
+    n = len(text)
+    if n < 5 or text[0] not in "245" or text[1] != ".":
+        return 0
+    i = 2
+    start = i
+    while i < n and text[i].isdigit():
+        i += 1
+    if i == start or i - start > 3 or i >= n or text[i] != ".":
+        return 0
+    i += 1
+    start = i
+    while i < n and text[i].isdigit():
+        i += 1
+    if i == start or i - start > 3:
+        return 0
+    if delim == "\0":
+        return i if i == n else 0
+    return i if i < n and text[i] == delim else 0
+
+
+class Messages:
+    """sendmail's usrerr()/syserr()/setstat(): the message lines and the exit status.
+
+    `emit` receives each message as -bt prints it (`addr... text`, codes stripped).
+    """
+
+    def __init__(self, emit: Callable[[str], None] | None = None) -> None:
+        self.emit = emit
+        self.to: str | None = None
+        self.exit_stat = EX_OK
+        self.lines: list[str] = []
+
+    def _format(self, message: str, default_code: str) -> str:
+        code = default_code
+        if len(message) >= 4 and message[:3].isdigit() and message[3] in " -":
+            code = message[:3]
+            message = message[4:]
+        enh = is_enhanced_status(message, " ")
+        if enh:
+            message = message[enh + 1 :]
+        prefix = ""
+        if self.to and code in _SMTP_CODES_WITH_TO:
+            prefix = tk.shortenstring(self.to) + "... "
+        return "".join(chr(ord(c) & 0x7F) for c in prefix + message)
+
+    def _put(self, text: str) -> None:
+        self.lines.append(text)
+        if self.emit is not None:
+            self.emit(text)
+
+    def usrerr(self, message: str) -> None:
+        self._put(self._format(message, "501"))
+
+    def syserr(self, message: str) -> None:
+        self._put(self._format(message, "554"))
+        if self.exit_stat == EX_OK:
+            self.exit_stat = EX_SOFTWARE
+
+    def setstat(self, status: int) -> None:
+        if self.exit_stat in (EX_OK, EX_TEMPFAIL):
+            self.exit_stat = status
+
+
+class RuleMap(Protocol):
+    """What the engine needs of a map: lookup() and two flags that change the key."""
+
+    spacesub: str | None  # None: the cf's BlankSub
+    keep_quotes: bool
+    defer_tempfail: bool  # False with -q: a temporary failure does not defer
+
+    def lookup(self, key: str, args: Sequence[str]) -> tuple[str | None, int]:
+        """(replacement or None, sysexits status) for `key`; args[0] is the key."""
+        ...
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    lhs: tuple[str, ...]
+    rhs: tuple[str, ...]
+    where: str = ""  # file:line, for messages
+
+
+@dataclass
+class RuleBook:
+    """All rulesets of a configuration: rules by number, names both ways."""
+
+    rules: dict[int, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
+    next_named: int = MAXRWSETS
+
+    def enter(self, name: str | None, number: int | None) -> int:
+        """strtorwset(ST_ENTER): the number of a ruleset, making it if new."""
+        if name is None:
+            assert number is not None
+            return number
+        if name in self.numbers:
+            found = self.numbers[name]
+            if number is not None and number != found:
+                self.numbers[name] = number
+                self.names[number] = name
+                return number
+            return found
+        if number is None:
+            self.next_named -= 1
+            number = self.next_named
+        self.numbers[name] = number
+        self.names[number] = name
+        return number
+
+    def find(self, text: str) -> int:
+        """strtorwset(ST_FIND): the number of the ruleset named (or numbered) by `text`, or -1."""
+        text = text.lstrip()
+        if not text:
+            return -1
+        if text[0].isdigit():
+            digits = ""
+            for ch in text:
+                if not ch.isdigit():
+                    break
+                digits += ch
+            number = int(digits)
+            return number if number < MAXRWSETS // 2 else -1
+        end = 0
+        while end < len(text) and text[end].isascii() and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+        name = text[:end]
+        if not name or not (name[0].isalpha() or name[0] == "_"):
+            return -1
+        return self.numbers.get(name, -1)
+
+    def display_name(self, number: int) -> str:
+        return self.names.get(number, str(number))
+
+
+def compile_side(text: str, tables: TokenTables, lookup: tk.MacroLookup) -> list[str] | None:
+    """One side of an `R` line as readcf() keeps it: `$` translated, macros expanded, scanned."""
+    expanded = tk.expand(tk.translate_dollars(text), lookup)
+    return tk.prescan(expanded, "\t", tables.no_comments, ignore=True).tokens
+
+
+_LHS_BOTCH = {
+    MATCHREPL: "$1-$9",
+    CANONUSER: "$:",
+    CALLSUBR: "$>",
+    CONDIF: "$?",
+    CONDFI: "$.",
+    HOSTBEGIN: "$[",
+    HOSTEND: "$]",
+    LOOKUPBEGIN: "$(",
+    LOOKUPEND: "$)",
+}
+_RHS_BOTCH = {MATCHZANY: "$*", MATCHANY: "$+", MATCHONE: "$-", MATCHCLASS: "$=", MATCHNCLASS: "$~"}
+_FUZZY = (MATCHZANY, MATCHANY, MATCHONE, MATCHCLASS, MATCHNCLASS)
+
+
+def compile_rule(
+    lhs_text: str,
+    rhs_text: str,
+    tables: TokenTables,
+    lookup: tk.MacroLookup,
+    complain: Callable[[str], None],
+    where: str = "",
+) -> CompiledRule:
+    """An `R` line's two sides as token tuples, with readcf()'s checks reported to `complain`."""
+    lhs = compile_side(lhs_text, tables, lookup)
+    nfuzzy = 0
+    if lhs is None:
+        complain("R line: null LHS")
+        lhs = []
+    for token in lhs:
+        if token[:1] in _FUZZY:
+            nfuzzy += 1
+        botch = _LHS_BOTCH.get(token[:1])
+        if botch is not None:
+            complain(f"Inappropriate use of {botch} on LHS")
+    if nfuzzy > MAXMATCH:
+        complain("R line: too many wildcards")
+        lhs = []
+    rhs = compile_side(rhs_text, tables, lookup)
+    if rhs is None:
+        complain("R line: null RHS")
+        rhs = []
+    in_map = False
+    for token in rhs:
+        head = token[:1]
+        if head == MATCHREPL:
+            digit = token[1:2]
+            if not digit or digit <= "0" or ord(digit) > ord("0") + nfuzzy:
+                complain(f"replacement ${digit} out of bounds")
+        elif head in (HOSTBEGIN, LOOKUPBEGIN):
+            if in_map:
+                complain("cannot nest map lookups")
+            in_map = True
+        elif head in (HOSTEND, LOOKUPEND):
+            in_map = False
+        botch = _RHS_BOTCH.get(head)
+        if botch is not None:
+            complain(f"Inappropriate use of {botch} on RHS")
+    return CompiledRule(tuple(lhs), tuple(rhs), where)
+
+
+def stripquotes(text: str) -> str:
+    """sendmail's stripquotes(): drop unescaped double quotes and the backslashes."""
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        i += 1
+        if ch == "\\":
+            if i < n:
+                out.append(text[i])
+                i += 1
+            continue
+        if ch == '"':
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class _Match:
+    pattern: int  # index of the LHS token
+    first: int
+    last: int
+
+
+class Rewriter:
+    """Runs rulesets over token lists, as sendmail's rewrite() and callsubr()."""
+
+    def __init__(
+        self,
+        book: RuleBook,
+        *,
+        tables: TokenTables,
+        space_sub: str,
+        classes: Mapping[str, frozenset[str] | set[str]],
+        maps: Mapping[str, RuleMap],
+        macros: MutableMapping[str, str],
+        messages: Messages | None = None,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.book = book
+        self.tables = tables
+        self.space_sub = space_sub
+        self.classes = classes
+        self.maps = maps
+        self.macros = macros
+        self.messages = messages if messages is not None else Messages()
+        self.trace = trace
+
+    # ------------------------------------------------------------ helpers
+
+    def macvalue(self, mid: str) -> str | None:
+        return self.macros.get(mid)
+
+    def in_class(self, word: str, class_id: str) -> bool:
+        members = self.classes.get(class_id)
+        return members is not None and word.lower() in members
+
+    def cat(self, tokens: Iterable[str], spacesub: str | None = None) -> str:
+        return tk.cataddr(tokens, spacesub or self.space_sub, self.tables.address)
+
+    def _trace(self, what: str, name: str, tokens: Sequence[str]) -> None:
+        if self.trace is not None:
+            self.trace(f"{name[:16]:<16} {what}{tk.printav(tokens)}")
+
+    # ------------------------------------------------------------ rewrite()
+
+    def rewrite(
+        self, pvp: list[str], ruleset: int, reclevel: int = 0, maxatom: int = MAXATOM
+    ) -> int:
+        """Rewrite `pvp` in place through `ruleset`; the sysexits status (EX_OK normally)."""
+        if ruleset < 0 or ruleset >= MAXRWSETS:
+            self.messages.syserr(f"554 5.3.5 rewrite: illegal ruleset number {ruleset}")
+            return EX_CONFIG
+        rulename = self.book.display_name(ruleset)
+        self._trace("  input:", rulename, pvp)
+        if reclevel > MAX_RULE_RECURSION:
+            self.messages.syserr(
+                f"rewrite: excessive recursion (max {MAX_RULE_RECURSION}), ruleset {rulename}"
+            )
+            return EX_CONFIG
+        reclevel += 1
+        rstat = EX_OK
+        rules = self.book.rules.get(ruleset, ())
+        index = 0
+        ruleno = 1
+        loopcount = 0
+        while index < len(rules):
+            if pvp and pvp[0][:1] == CANONNET:
+                break
+            rule = rules[index]
+            loopcount += 1
+            if loopcount > MAX_LOOP:
+                self.messages.syserr(
+                    f"554 5.3.5 Infinite loop in ruleset {rulename}, rule {ruleno}"
+                )
+                break
+            matches = self._match(rule.lhs, pvp)
+            if matches is None:
+                index += 1
+                ruleno += 1
+                loopcount = 0
+                continue
+            rhs = rule.rhs
+            start = 0
+            last_rule = False
+            if rhs:
+                if rhs[0][:1] == CANONUSER:
+                    start = 1
+                    index += 1
+                    ruleno += 1
+                    loopcount = 0
+                elif rhs[0][:1] == CANONHOST:
+                    start = 1
+                    last_rule = True
+            npvp: list[str] = []
+            for rp in rhs[start:]:
+                head = rp[:1]
+                if head == MATCHREPL:
+                    slot = ord(rp[1:2] or "0") - ord("1")
+                    if slot < 0 or slot >= len(matches):
+                        self.messages.syserr(
+                            f"554 5.3.5 rewrite: ruleset {rulename}: "
+                            f"replacement ${rp[1:2]} out of bounds"
+                        )
+                        return EX_CONFIG
+                    m = matches[slot]
+                    npvp.extend(pvp[m.first : m.last + 1])
+                    if len(npvp) > maxatom:
+                        return self._toolong()
+                elif head == MACRODEXPAND:
+                    value = self.macvalue(rp[1:2])
+                    if not value:
+                        continue
+                    scanned = tk.prescan(
+                        value, "\0", self.tables.address, report=self.messages.usrerr
+                    )
+                    if scanned.tokens is None:
+                        return EX_DATAERR
+                    npvp.extend(scanned.tokens)
+                    if len(npvp) > maxatom:
+                        return self._toolong()
+                else:
+                    if len(npvp) >= maxatom:
+                        return self._toolong()
+                    npvp.append(rp)
+            status = self._lookups(npvp, maxatom)
+            if isinstance(status, tuple):
+                return status[0]
+            if status == EX_TEMPFAIL:
+                rstat = EX_TEMPFAIL
+            status = self._callsubr(npvp, reclevel)
+            if rstat == EX_OK or status == EX_TEMPFAIL:
+                rstat = status
+            pvp[:] = npvp
+            if last_rule:
+                break
+        self._trace("returns:", rulename, pvp)
+        return rstat
+
+    def _toolong(self) -> int:
+        self.messages.syserr("554 5.3.0 rewrite: expansion too long")
+        return EX_DATAERR
+
+    # ------------------------------------------------------------ LHS matching
+
+    def _match(self, lhs: Sequence[str], pvp: Sequence[str]) -> list[_Match] | None:
+        """The bindings of the fuzzy LHS tokens when `lhs` matches all of `pvp`, else None."""
+        mlist: list[_Match] = []
+        rvp = 0
+        avp = 0
+        nl = len(lhs)
+        na = len(pvp)
+        while avp < na or rvp < nl:
+            ok = True
+            if rvp >= nl:
+                ok = False
+            else:
+                rp = lhs[rvp]
+                head = rp[:1]
+                if avp >= na and head not in (MATCHZANY, MATCHZERO):
+                    ok = False
+                elif head == MATCHCLASS:
+                    m = _Match(rvp, avp, avp - 1)
+                    mlist.append(m)
+                    ok = self._extend_class(m, pvp, rp[1:2])
+                    if ok:
+                        avp = m.last + 1
+                    else:
+                        mlist.pop()
+                elif head == MATCHNCLASS and self.in_class(pvp[avp], rp[1:2]):
+                    ok = False
+                elif head in (MATCHNCLASS, MATCHONE, MATCHANY):
+                    mlist.append(_Match(rvp, avp, avp))
+                    avp += 1
+                elif head == MATCHZANY:
+                    mlist.append(_Match(rvp, avp, avp - 1))
+                elif head == MATCHZERO:
+                    pass
+                elif head == MACRODEXPAND:
+                    value = self.macvalue(rp[1:2])
+                    save = avp
+                    if value:
+                        pos = 0
+                        while pos < len(value):
+                            if avp >= na:
+                                ok = False
+                                break
+                            token = pvp[avp]
+                            if value[pos : pos + len(token)].lower() != token.lower():
+                                ok = False
+                                break
+                            pos += len(token)
+                            avp += 1
+                        if not ok:
+                            avp = save
+                else:
+                    if _casefold_ascii(rp) != _casefold_ascii(pvp[avp]):
+                        ok = False
+                    else:
+                        avp += 1
+            if ok:
+                rvp += 1
+                continue
+            # back up: extend the latest binding that can still grow
+            resumed = False
+            while mlist:
+                m = mlist[-1]
+                rvp = m.pattern
+                rp = lhs[rvp]
+                avp = m.last + 1
+                if avp >= na:
+                    mlist.pop()
+                    continue
+                head = rp[:1]
+                if head in (MATCHANY, MATCHZANY):
+                    m.last = avp
+                    avp += 1
+                    rvp += 1
+                    resumed = True
+                    break
+                if head == MATCHCLASS:
+                    m.last = avp - 1
+                    if self._extend_class(m, pvp, rp[1:2]):
+                        avp = m.last + 1
+                        rvp += 1
+                        resumed = True
+                        break
+                mlist.pop()
+            if not resumed:
+                return None
+        return mlist
+
+    def _extend_class(self, m: _Match, pvp: Sequence[str], class_id: str) -> bool:
+        """Grow `m` one token at a time until its tokens are a member of the class."""
+        while True:
+            nxt = m.last + 1
+            if nxt >= len(pvp):
+                return False
+            m.last = nxt
+            word = self.cat(pvp[m.first : m.last + 1])
+            if self.in_class(word, class_id):
+                return True
+
+    # ------------------------------------------------------------ $[ $] and $( $)
+
+    def _lookups(self, npvp: list[str], maxatom: int) -> int | tuple[int]:
+        rstat = EX_OK
+        i = 0
+        while i < len(npvp):
+            head = npvp[i][:1]
+            if head == HOSTBEGIN:
+                endtoken = HOSTEND
+                mapname = "host"
+                j = i + 1
+            elif head == LOOKUPBEGIN:
+                endtoken = LOOKUPEND
+                if i + 1 >= len(npvp):
+                    self.messages.syserr("554 5.3.0 rewrite: missing mapname")
+                    return (EX_CONFIG,)
+                mapname = npvp[i + 1]
+                j = i + 2
+            else:
+                i += 1
+                continue
+            themap = self.maps.get(mapname.lower())
+            if themap is None:
+                self.messages.syserr(f"554 5.3.0 rewrite: map {mapname} not found")
+            key_start = j
+            key_end: int | None = None
+            args: list[str] = []
+            default: list[str] | None = None
+            segment_start: int | None = None
+            segment_kind = ""
+            while j < len(npvp) and npvp[j][:1] != endtoken:
+                kind = npvp[j][:1]
+                if kind not in (CANONHOST, CANONUSER):
+                    j += 1
+                    continue
+                if key_end is None:
+                    key_end = j
+                if segment_start is not None:
+                    segment = npvp[segment_start:j]
+                    if segment_kind == "arg":
+                        if len(args) < MAX_MAP_ARGS - 2:
+                            args.append(self.cat(segment))
+                    else:
+                        default = segment
+                segment_start = j + 1
+                segment_kind = "arg" if kind == CANONHOST else "default"
+                j += 1
+            if key_end is None:
+                key_end = j
+            if segment_start is not None:
+                segment = npvp[segment_start:j]
+                if segment_kind == "arg":
+                    if len(args) < MAX_MAP_ARGS - 2:
+                        args.append(self.cat(segment))
+                else:
+                    default = segment
+            close = j + 1 if j < len(npvp) else j
+            key_tokens = npvp[key_start:key_end]
+            replacement: str | None = None
+            if themap is not None:
+                key = self.cat(key_tokens, themap.spacesub)
+                replacement, status = self.map_lookup(themap, key, args)
+                if status == EX_TEMPFAIL and themap.defer_tempfail:
+                    rstat = EX_TEMPFAIL
+            if replacement is None and default is not None:
+                replacement = self.cat(default)
+            if replacement is None:
+                new_tokens = list(key_tokens)
+            elif replacement == "":
+                new_tokens = []
+            else:
+                scanned = tk.prescan(
+                    replacement, "\0", self.tables.address, report=self.messages.usrerr
+                )
+                if scanned.tokens is None:
+                    return (EX_DATAERR,)
+                new_tokens = scanned.tokens
+            npvp[i:close] = new_tokens
+            if len(npvp) > maxatom:
+                return (self._toolong(),)
+            i += len(new_tokens)
+        return rstat
+
+    def map_lookup(self, themap: RuleMap, key: str, args: Sequence[str]) -> tuple[str | None, int]:
+        """sendmail's map_lookup(): quotes stripped from the key unless the map keeps them."""
+        if not themap.keep_quotes:
+            key = stripquotes(key)
+        try:
+            lookup_in = getattr(themap, "lookup_in", None)
+            if lookup_in is not None:
+                return lookup_in(key, [key, *args], self.macros)
+            return themap.lookup(key, [key, *args])
+        except Exception as exc:  # a map must never take the engine down
+            self.messages.syserr(f"451 4.3.0 map lookup ({key}): {exc}")
+            return None, EX_TEMPFAIL
+
+    # ------------------------------------------------------------ $>
+
+    def _callsubr(self, pvp: list[str], reclevel: int) -> int:
+        calls: list[tuple[int, int]] = []
+        j = 0
+        while j < len(pvp):
+            if pvp[j][:1] == CALLSUBR and j + 1 < len(pvp):
+                name = stripquotes(pvp[j + 1])
+                pvp[j + 1] = name
+                subr = self.book.find(name)
+                if subr < 0:
+                    self.messages.syserr(f"554 5.3.5 Unknown ruleset {name}")
+                    return EX_CONFIG
+                if not self.book.rules.get(subr):
+                    del pvp[j : j + 2]
+                    # sendmail's loop steps past the token that moved into place
+                    j += 1
+                    continue
+                if len(calls) + 1 >= MAX_SUBR:
+                    self.messages.syserr(f"554 5.3.0 Too many subroutine calls ({MAX_SUBR} max)")
+                    return EX_CONFIG
+                calls.append((subr, j))
+            j += 1
+        rstat = EX_OK
+        for subr, at in reversed(calls):
+            del pvp[at : at + 2]
+            tail = pvp[at:]
+            status = self.rewrite(tail, subr, reclevel, MAXATOM - at)
+            pvp[at:] = tail
+            if status not in (EX_OK, EX_TEMPFAIL):
+                return status
+            if rstat == EX_OK or status == EX_TEMPFAIL:
+                rstat = status
+        return rstat
+
+
+def _casefold_ascii(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
