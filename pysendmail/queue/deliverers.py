@@ -7,9 +7,9 @@ the qf headers rendered for that mailer's flags (`H?P?Return-Path`, `?D?`, `?F?`
 flag `b`, and the body streamed from the df. They return one DeliveryResult per
 delivery, in order, as the runner's Deliverer protocol asks.
 
-A delivery is any object with `mailer`; the local adapter reads the user from `user`
-(or `address`), the prog adapter the command from `command` (or `address`), the file
-adapter the path from `path` (or `address`), and both take `controlling_user` when set.
+A delivery is any object with `mailer` (routing.Delivery): the local adapter takes the
+user from `user`, the prog adapter the command and the file adapter the path from
+`user` too (`$u` of `$#prog $:command`), both with `controlling_user` when set.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ProgDeliverer:
         return [
             deliver_prog(
                 out,
-                str(getattr(d, "command", None) or d.address),
+                str(getattr(d, "user", None) or d.address),
                 _recipient_of(message, d),
                 getattr(d, "controlling_user", None),
                 self.settings,
@@ -104,7 +104,7 @@ class FileDeliverer:
         return [
             deliver_file(
                 out,
-                str(getattr(d, "path", None) or d.address),
+                str(getattr(d, "user", None) or d.address),
                 _recipient_of(message, d),
                 getattr(d, "controlling_user", None),
                 self.settings,

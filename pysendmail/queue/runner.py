@@ -76,6 +76,12 @@ class QueuedMessage:
     qid: str
     queue_file: QueueFile
     df_path: Path
+    # id(delivery) -> the qf recipient it was routed from (for NOTIFY=, ORCPT= ...)
+    origins: dict[int, QueueRecipient] = field(default_factory=dict)
+
+    def recipient_of(self, delivery: Any) -> QueueRecipient | None:
+        """The queued recipient a delivery was routed from."""
+        return self.origins.get(id(delivery))
 
     @property
     def sender(self) -> str:
@@ -286,6 +292,7 @@ class QueueRunner:
                 results[index] = [(None, DeliveryResult.sent(rcpt.address, "Sent (no targets)"))]
                 continue
             for delivery in deliveries:
+                message.origins[id(delivery)] = rcpt
                 groups.setdefault(delivery.mailer, []).append((index, delivery))
         for mailer, members in groups.items():
             for index, delivery, result in self._deliver_group(message, mailer, members):

@@ -1,0 +1,92 @@
+"""A queue runner assembled from a Config: the real router and the real mailers.
+
+The command line (`-q`, `-qR…`, `-odi`) and the daemon (`-q30m`) call
+`runner_for_config()`; tests build `QueueRunner` with fakes instead. A mailer the
+configuration defines but this installation has no module for is given a deliverer that
+defers (the mail waits in the queue, nothing bounces); a mailer the configuration does
+not define at all bounces as "No such mailer".
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from pysendmail.config.model import Config
+from pysendmail.delivery.local import LocalSettings
+from pysendmail.delivery.prog import ProgramSettings
+from pysendmail.delivery.result import DeliveryResult
+from pysendmail.log import MailLog
+from pysendmail.queue.deliverers import FileDeliverer, LocalDeliverer, ProgDeliverer
+from pysendmail.queue.runner import (
+    DEFAULT_QUEUERETURN,
+    DEFAULT_QUEUEWARN,
+    Deliverer,
+    QueueRunner,
+    parse_interval,
+)
+from pysendmail.queue.store import QueueStore
+from pysendmail.routing import FILE_MAILER, PROG_MAILER, Router
+
+DEFAULT_QUEUE_DIR = "/var/spool/mqueue"
+
+
+def queue_dir(config: Config) -> str:
+    return str(config.option("QueueDirectory", DEFAULT_QUEUE_DIR) or DEFAULT_QUEUE_DIR)
+
+
+def store_for_config(config: Config) -> QueueStore:
+    """The QueueStore of QueueDirectory; SuperSafe=false turns the fsyncs off."""
+    super_safe = str(config.option("SuperSafe", "true")).strip().lower()
+    return QueueStore(queue_dir(config), fsync=super_safe not in ("false", "f", "no", "0"))
+
+
+def deliverers_for_config(config: Config) -> dict[str, Deliverer]:
+    program = ProgramSettings.from_config(config)
+    found: dict[str, Deliverer] = {
+        "local": LocalDeliverer(LocalSettings.from_config(config), config.mailers.get("local")),
+        PROG_MAILER: ProgDeliverer(program, config.mailers.get(PROG_MAILER)),
+        FILE_MAILER: FileDeliverer(program),
+    }
+    for name in config.mailers:
+        found.setdefault(name, Unavailable(name))
+    return found
+
+
+class Unavailable:
+    """A configured mailer without a delivery module here: its mail stays queued."""
+
+    def __init__(self, mailer: str) -> None:
+        self.mailer = mailer
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        text = f"Deferred: no delivery agent for mailer {self.mailer} in this installation"
+        return [
+            DeliveryResult.deferred(
+                str(getattr(d, "address", "")), text, "4.3.5", mailer=self.mailer
+            )
+            for d in deliveries
+        ]
+
+
+def runner_for_config(
+    config: Config,
+    *,
+    verbose: IO[str] | None = None,
+    mail_log: MailLog | None = None,
+    router: Router | None = None,
+    extra_deliverers: dict[str, Deliverer] | None = None,
+) -> QueueRunner:
+    """A QueueRunner for the configuration's queue, router and mailers."""
+    route = router or Router(config)
+    deliverers = deliverers_for_config(config)
+    deliverers.update(extra_deliverers or {})
+    return QueueRunner(
+        store_for_config(config),
+        route=route.route,
+        deliverers=deliverers,
+        hostname=config.hostname,
+        queuewarn=parse_interval(config.option("Timeout.queuewarn"), DEFAULT_QUEUEWARN),
+        queuereturn=parse_interval(config.option("Timeout.queuereturn"), DEFAULT_QUEUERETURN),
+        mail_log=mail_log,
+        verbose=verbose,
+    )

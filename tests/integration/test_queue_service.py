@@ -1,0 +1,56 @@
+"""A runner assembled from the office fixture's sendmail.cf: real translation, real
+routing (aliases, the local mailer program), the queue sendmail left behind."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+from pysendmail.config.translate import translate
+from pysendmail.queue import service
+from pysendmail.routing import LocalUser, Router
+
+
+def _case(oracle_dir, name):
+    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
+        case = json.loads(line)
+        if case["name"] == name:
+            return case
+    raise KeyError(name)
+
+
+def _users(name):
+    uids = {"alice": 1001, "bob": 1002, "mallory": 1003}
+    if name not in uids:
+        return None
+    return LocalUser(name, os.getuid(), os.getgid(), "/nonexistent")
+
+
+def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_path):
+    office = tmp_path / "configs" / "office"
+    shutil.copytree(oracle_dir / "configs" / "office", office)
+    for path in office.rglob("*"):
+        if path.is_file():
+            path.write_bytes(
+                path.read_bytes().replace(str(oracle_dir).encode(), str(tmp_path).encode())
+            )
+    (office / "bin" / "deliver").chmod(0o755)
+    (office / "mailboxes").mkdir(exist_ok=True)
+    queue_dir = tmp_path / "mqueue"
+    queue_dir.mkdir()
+    before = _case(oracle_dir, "bp_four_queued")
+    for name, entry in before["queue_files"].items():
+        raw = entry["text"].replace("\\x81", "\udc81").encode("utf-8", "surrogateescape")
+        (queue_dir / name).write_bytes(raw)
+    config = translate(office / "office.cf", hostname="mail.example.com")
+    options = {**config.options, "QueueDirectory": str(queue_dir)}
+    config = dataclasses.replace(config, options=options)
+    runner = service.runner_for_config(config, router=Router(config, users=_users))
+    summary = runner.run()
+    assert summary.attempted == 5
+    after = _case(oracle_dir, "queue_run_q")
+    for user, box in after["mailboxes"].items():
+        assert (office / "mailboxes" / user).read_text() == box["text"], user
+    # The remote recipients wait (no remote mailer module is needed for this test).
+    left = sorted(p.name for p in queue_dir.iterdir())
+    assert left == sorted(after["queue_files"])
