@@ -175,3 +175,15 @@ def test_binary_garbage_never_raises(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("fuzz") / "aliases"
     path.write_bytes(data)
     read_aliases(path)
+
+
+def test_aliases_example_parses_clean():
+    from tests.conftest import REPO_ROOT
+
+    aliases = read_aliases(REPO_ROOT / "aliases.example")
+    assert aliases.diagnostics == ()
+    assert aliases.messages == ()
+    kinds = {t.kind for entry in aliases.entries.values() for t in entry.targets}
+    assert kinds == set(TargetKind)
+    for name in ("postmaster", "root", "sales", "owner-sales", "team", "devnull", "archive"):
+        assert aliases.lookup(name) is not None
