@@ -16,8 +16,12 @@ no such place, the config is translated every time (correct, only slower).
 from __future__ import annotations
 
 import os
-import pickle
 import zlib
+
+try:  # the C unpickler alone: `pickle` itself costs another millisecond of start-up
+    from _pickle import load as _unpickle
+except ImportError:  # pragma: no cover - Pythons without the C accelerator
+    from pickle import load as _unpickle
 
 from pysendmail.config.model import Config, Overrides
 
@@ -81,7 +85,7 @@ def _read_cache(path: str, identity: str) -> Config | None:
         with open(path, "rb") as stream:
             if os.fstat(stream.fileno()).st_uid != os.geteuid():
                 return None
-            stored_identity, stamps, config = pickle.load(stream)
+            stored_identity, stamps, config = _unpickle(stream)
     except Exception:  # an unreadable, truncated or outdated cache is only a miss
         return None
     if stored_identity != identity or not isinstance(config, Config):
@@ -93,6 +97,7 @@ def _read_cache(path: str, identity: str) -> Config | None:
 
 
 def _write_cache(path: str, identity: str, config: Config) -> None:
+    import pickle
     import tempfile
 
     stamps = [(source, _file_stamp(source)) for source in config.source_files]
