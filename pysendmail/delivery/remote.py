@@ -36,6 +36,7 @@ import os
 import quopri
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -309,6 +310,8 @@ def _session(
             raise _HostFailed(f"Deferred: {code} {_reply_text(greeting)}", "4.0.0")
         if client.sock is not None:
             client.sock.settimeout(settings.command_timeout)
+            # our writes are whole commands or large blocks: Nagle would only add delay
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _hello(client, host)
         if settings.starttls and client.has_extn("starttls"):
             context = settings.tls_context or _opportunistic_context()
@@ -566,16 +569,23 @@ def _message_size(message: OutgoingMessage) -> int | None:
 
 
 def smtp_data_stream(message: OutgoingMessage, chunk_size: int = 65536) -> Iterator[bytes]:
-    """The message as DATA sends it: CRLF line ends, leading dots doubled, `.` at the end."""
+    """The message as DATA sends it: CRLF line ends, leading dots doubled, `.` at the end,
+    in blocks of at least `chunk_size` bytes (the last one carries the final dot)."""
     partial = b""
+    pending = bytearray()
     for chunk in message.iter_message(chunk_size):
         data = partial + chunk
         cut = data.rfind(b"\n") + 1
         partial = data[cut:]
         if cut:
-            yield _dot_stuff(data[:cut])
+            pending += _dot_stuff(data[:cut])
+            if len(pending) >= chunk_size:
+                yield bytes(pending)
+                pending.clear()
     tail = partial.removesuffix(b"\r")
-    yield (_dot_stuff(tail + b"\n") if tail else b"") + b".\r\n"
+    if tail:
+        pending += _dot_stuff(tail + b"\n")
+    yield bytes(pending + b".\r\n")
 
 
 def _dot_stuff(lines: bytes) -> bytes:
@@ -627,3 +637,38 @@ def convert_to_7bit(
     return OutgoingMessage.from_bytes(
         message.sender, out.getvalue(), received_at=message.received_at
     )
+
+
+# ---------------------------------------------------------------- many destinations
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """One routed recipient for an SMTP mailer: `$h` (the destination) and the address
+    for RCPT TO, with its DSN parameters."""
+
+    host: str
+    recipient: RemoteRecipient
+
+
+def deliver_by_destination(
+    message: OutgoingMessage,
+    targets: Sequence[RemoteTarget],
+    settings: RemoteSettings,
+    *,
+    mailer: MailerSpec | None = None,
+    ret: str | None = None,
+    envid: str | None = None,
+) -> list[DeliveryResult]:
+    """deliver_remote once per destination (case-insensitive `$h`), one connection each;
+    results in the order of `targets`."""
+    groups: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        groups.setdefault(target.host.lower().rstrip("."), []).append(index)
+    results: dict[int, DeliveryResult] = {}
+    for indices in groups.values():
+        host = targets[indices[0]].host
+        batch = [targets[i].recipient for i in indices]
+        sent = deliver_remote(message, batch, host, settings, mailer=mailer, ret=ret, envid=envid)
+        results.update(zip(indices, sent, strict=True))
+    return [results[i] for i in range(len(targets))]

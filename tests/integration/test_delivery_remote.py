@@ -23,6 +23,8 @@ from pysendmail.delivery.remote import (
     AuthInfo,
     RemoteRecipient,
     RemoteSettings,
+    RemoteTarget,
+    deliver_by_destination,
     deliver_remote,
     parse_destination,
 )
@@ -546,3 +548,32 @@ def test_parse_destination() -> None:
         ("backup.example", False),
     ]
     assert parse_destination("[IPv6:::1]:[127.0.0.1]") == [("::1", True), ("127.0.0.1", True)]
+
+
+def test_targets_grouped_by_destination_one_connection_each(
+    dns_server: DnsServer, recorder: tuple[Recorder, int]
+) -> None:
+    handler, port = recorder
+    targets = [
+        RemoteTarget("dest.test", RemoteRecipient("a@dest.test")),
+        RemoteTarget("[127.0.0.1]", RemoteRecipient("b@other.test")),
+        RemoteTarget("Dest.Test.", RemoteRecipient("c@dest.test")),
+        RemoteTarget("nullmx.test", RemoteRecipient("d@nullmx.test")),
+    ]
+    results = deliver_by_destination(MESSAGE, targets, settings(dns_server), mailer=esmtp(port))
+    assert [r.recipient for r in results] == [
+        "a@dest.test",
+        "b@other.test",
+        "c@dest.test",
+        "d@nullmx.test",
+    ]
+    assert [r.outcome for r in results] == [
+        Outcome.SENT,
+        Outcome.SENT,
+        Outcome.SENT,
+        Outcome.BOUNCED,
+    ]
+    assert sorted(m["to"] for m in handler.messages) == [
+        ["a@dest.test", "c@dest.test"],
+        ["b@other.test"],
+    ]
