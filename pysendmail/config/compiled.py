@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
-from pysendmail.config.mapsource import MapEntry, split_map_lines
+from pysendmail.config.mapsource import MapEntry, read_table, split_map_lines
 from pysendmail.errors import ConfigError, TempFailure
 
 if TYPE_CHECKING:
@@ -128,13 +128,12 @@ def write_compiled(
                 for key, value in iter_compiled(dest):
                     db.execute("INSERT INTO map VALUES (?, ?)", (_encode(key), _encode(value)))
             verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-            for key, value in entries:
-                cursor = db.execute(
-                    f"{verb} INTO map VALUES (?, ?)", (_encode(key), _encode(value))
-                )
-                count += 1
-                if cursor.rowcount == 0:
-                    ignored += 1
+            rows = [(_encode(key), _encode(value)) for key, value in entries]
+            before = db.total_changes
+            db.executemany(f"{verb} INTO map VALUES (?, ?)", rows)
+            count = len(rows)
+            if not replace:
+                ignored = count - (db.total_changes - before)
             db.commit()
         finally:
             db.close()
@@ -282,10 +281,7 @@ class Map:
     def _table_from_text(self, text: str) -> dict[str, str]:
         flags = self.flags
         if self.map_class != "text":
-            entries, _problems = split_map_lines(
-                text, str(self.source), fold_case=flags.fold_case, replace=False
-            )
-            return {entry.key: entry.value for entry in entries}
+            return read_table(text, fold_case=flags.fold_case)
         table: dict[str, str] = {}
         for line in text.split("\n"):
             line = line.removesuffix("\r")

@@ -34,6 +34,8 @@ from pysendmail.errors import ConfigError, Diagnostic, Location
 GRAMMAR_PATH = Path(__file__).parent / "grammars" / "mapsource.lark"
 # makemap reads into a BUFSIZ buffer: a longer line is refused.
 MAX_LINE_BYTES = 8192
+# The key (up to the first white space) and the separating white space after it.
+_WHITESPACE_SPLIT = re.compile(r"(\S*)\s*")
 
 
 class MapKind(StrEnum):
@@ -112,9 +114,6 @@ def split_map_lines(
     case the later value replaces the earlier one.
     """
 
-    def is_separator(char: str) -> bool:
-        return char.isspace() if delimiter is None else char == delimiter
-
     entries: list[MapEntry] = []
     problems: list[MapLineProblem] = []
     index_by_key: dict[str, int] = {}
@@ -123,7 +122,10 @@ def split_map_lines(
         lines.pop()
     for number, raw in enumerate(lines, start=1):
         line = raw.removesuffix("\r")
-        if len(line.encode("utf-8", "surrogateescape")) >= MAX_LINE_BYTES:
+        # A character is at most 4 bytes: only long lines need counting.
+        if len(line) * 4 >= MAX_LINE_BYTES and (
+            len(line.encode("utf-8", "surrogateescape")) >= MAX_LINE_BYTES
+        ):
             problems.append(
                 MapLineProblem(
                     Location(path, number, 1),
@@ -138,13 +140,17 @@ def split_map_lines(
                 MapLineProblem(Location(path, number, 1), "syntax error (leading space)")
             )
             continue
-        end = 0
-        while end < len(line) and not is_separator(line[end]):
-            end += 1
+        if delimiter is None:
+            match = _WHITESPACE_SPLIT.match(line)
+            assert match is not None  # the pattern matches any line
+            end, start = match.end(1), match.end()
+        else:
+            end = line.find(delimiter)
+            end = len(line) if end < 0 else end
+            start = end
+            while start < len(line) and line[start] == delimiter:
+                start += 1
         key = line[:end].lower() if fold_case else line[:end]
-        start = end
-        while start < len(line) and is_separator(line[start]):
-            start += 1
         value = line[start:]
         if not allow_empty and value == "":
             problems.append(
@@ -163,6 +169,30 @@ def split_map_lines(
         index_by_key[key] = len(entries)
         entries.append(entry)
     return entries, problems
+
+
+def read_table(
+    text: str, *, delimiter: str | None = None, comment: str = "#", fold_case: bool = True
+) -> dict[str, str]:
+    """Keys to values as makemap would store them (the first of duplicate keys wins), for
+    a map read from its source; the lines makemap refuses are left out. The fast path of
+    `split_map_lines()`, without locations."""
+    table: dict[str, str] = {}
+    for raw in text.split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if not line or line[0] == comment or (delimiter is None and line[0].isspace()):
+            continue
+        if delimiter is None:
+            parts = line.split(None, 1)
+        else:
+            key, _, rest = line.partition(delimiter)
+            parts = [key, rest.lstrip(delimiter)]
+        if len(parts) < 2 or parts[1] == "":
+            continue
+        key = parts[0].lower() if fold_case else parts[0]
+        if key not in table:
+            table[key] = parts[1]
+    return table
 
 
 # ---------------------------------------------------------------- checking by kind

@@ -166,3 +166,15 @@ def test_arbitrary_text_never_raises(text, kind):
 @given(st.text(alphabet=st.characters(blacklist_categories=["Cs"])))
 def test_arbitrary_name_lists_never_raise(text):
     parse_name_list(text, "fuzz")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t#\r\n:Xy")), max_size=80), st.booleans())
+def test_read_table_agrees_with_makemaps_reading(text, fold_case):
+    from pysendmail.config.mapsource import read_table
+
+    entries, _ = split_map_lines(text, "m", fold_case=fold_case)
+    expected: dict[str, str] = {}
+    for entry in entries:
+        expected.setdefault(entry.key, entry.value)
+    assert read_table(text, fold_case=fold_case) == expected
