@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pysendmail.cli import makemap  # noqa: E402
-from pysendmail.config.compiled import Map, MapFlags, compiled_path, source_path  # noqa: E402
-from pysendmail.config.mapsource import MapKind, parse_map_source  # noqa: E402
+from pysendmail.cli import makemap
+from pysendmail.config.compiled import Map, MapFlags, compiled_path, source_path
+from pysendmail.config.mapsource import MapKind, parse_map_source
 
 
 def generate(path: Path, entries: int) -> None:
