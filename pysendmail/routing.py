@@ -28,6 +28,7 @@ reading), so tests and `-bv` use it without system users or DNS. It never delive
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import re
@@ -39,6 +40,7 @@ from typing import Protocol
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
 from pysendmail.config.aliases import (
+    INCLUDE_PREFIX,
     AliasEntry,
     AliasTarget,
     TargetKind,
@@ -752,11 +754,16 @@ class _Run:
         try:
             text = router.read_text(path)
         except OSError as exc:
+            # sendmail: a missing or forbidden file is permanent (550 5.2.4), anything
+            # else (an NFS hiccup, too many open files) is tried again later.
             reason = exc.strerror or "cannot read"
-            self.error(
-                parent.address,
-                TempFailure(f"Cannot open {path}: {reason}", status="4.2.4"),
-            )
+            message = f"Cannot open {shorten(path)}: {reason}"
+            error: MailError
+            if exc.errno in (errno.ENOENT, errno.EACCES, errno.ENOTDIR, errno.ELOOP):
+                error = MailError(message, exit_code=ExitCode.USAGE, reply_code=550, status="5.2.4")
+            else:
+                error = TempFailure(message, status="4.2.4")
+            self.error(f"{INCLUDE_PREFIX}{path}", error)
             return
         controller = router._owner_of(path)
         if self.verbose:

@@ -297,3 +297,15 @@ def test_queue_runner_interface():
         router.route(QueuedRecipient("nosuchuser"))
     with pytest.raises(UserUnknown, match="Cannot mail directly to programs"):
         router.route(QueuedRecipient('"|/bin/cat"'))
+
+
+def test_missing_include_file_is_a_permanent_error_naming_the_file():
+    router = make_router("team: :include:/lists/gone, alice\n")
+    expansion = router.expand("team")
+    (error,) = expansion.errors
+    assert (error.address, error.text) == (
+        ":include:/lists/gone",
+        "Cannot open /lists/gone: No such file or directory",
+    )
+    assert error.error.status == "5.2.4"
+    assert [d.user for d in expansion.deliveries] == ["alice"]
