@@ -25,11 +25,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from pysendmail.errors import ConfigError, Diagnostic, Location
+
+if TYPE_CHECKING:
+    from pysendmail.config.model import Config
 
 GRAMMAR_PATH = Path(__file__).parent / "grammars" / "mapsource.lark"
 # makemap reads into a BUFSIZ buffer: a longer line is refused.
@@ -530,3 +534,63 @@ def read_name_list(path: str | os.PathLike[str]) -> list[str]:
         raise ConfigError(f"cannot open {path}: {exc.strerror}") from exc
     parsed = parse_name_list(data.decode("utf-8", "surrogateescape"), os.fspath(path))
     return [name for name, _ in parsed.names]
+
+
+# ---------------------------------------------------------------- a config's tables
+
+_KIND_BY_MAP_NAME = {
+    "access": MapKind.ACCESS,
+    "virtuser": MapKind.VIRTUSER,
+    "mailertable": MapKind.MAILERTABLE,
+    "generics": MapKind.GENERICS,
+    "domaintable": MapKind.DOMAINTABLE,
+    "authinfo": MapKind.AUTHINFO,
+}
+
+
+def check_config_tables(config: Config) -> list[Diagnostic]:
+    """Every problem of the alias files and of the text sources of the file maps that a
+    Config names, as file:line:col diagnostics (for `pysendmail-cf check`)."""
+    from pysendmail.config.aliases import (
+        alias_files,
+        include_diagnostics,
+        local_domain_test,
+        parse_aliases,
+    )
+    from pysendmail.config.compiled import FILE_MAP_CLASSES, MapFlags, _spec_file, source_path
+
+    found: list[Diagnostic] = []
+    for path in alias_files(config):
+        try:
+            text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            found.append(
+                Diagnostic(Location(path, 1, 1), f"cannot open alias file: {exc.strerror}")
+            )
+            continue
+        aliases = parse_aliases(text, path, is_local_domain=local_domain_test(config))
+        found.extend(aliases.diagnostics)
+        found.extend(include_diagnostics(aliases))
+    for name, spec in config.maps.items():
+        if spec.map_class.lower() not in FILE_MAP_CLASSES:
+            continue
+        file = _spec_file(spec)
+        if file is None:
+            continue
+        source = source_path(file)
+        try:
+            text = source.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            if not MapFlags.from_spec(spec).optional:
+                found.append(
+                    Diagnostic(
+                        spec.location,
+                        f"map {name}: cannot read its source {source}: {exc.strerror}",
+                        "warning",
+                    )
+                )
+            continue
+        kind = _KIND_BY_MAP_NAME.get(name, kind_for_path(source))
+        fold_case = MapFlags.from_spec(spec).fold_case
+        found.extend(parse_map_source(text, str(source), kind, fold_case=fold_case).diagnostics)
+    return found
