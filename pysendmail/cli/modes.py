@@ -58,7 +58,61 @@ def _verify(inv: Invocation, out: TextIO, err: TextIO) -> int:
     return int(status)
 
 
+def _run_filters(inv: Invocation) -> list:
+    from pysendmail.queue.runner import RunFilter
+
+    request = inv.queue_run
+    if request is None:
+        return []
+    return [
+        RunFilter(kind, text, negated)
+        for kind, limits in (("I", request.ids), ("R", request.recipients), ("S", request.senders))
+        for text, negated in limits
+    ]
+
+
+def _queue_run(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-q[time] [-qI/R/S substr]: take in what users handed over, then run the queue."""
+    import os
+    import signal
+    import threading
+
+    from pysendmail.cli import runtime
+    from pysendmail.queue.service import runner_for_config
+    from pysendmail.sysexits import ExitCode
+
+    request = inv.queue_run
+    if request is not None and (
+        request.quarantine_reasons or request.queue_group or request.lost_items
+    ):
+        raise Unavailable(cli.MODE_QUEUE_RUN)
+    config = runtime.load_config(inv)
+    if os.getuid() == 0:
+        runtime.take_in_submissions(config)
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    if not os.path.isdir(queue_dir):
+        out.write(f"can not chdir({queue_dir}/): No such file or directory\n")
+        return int(ExitCode.CONFIG)
+    runner = runner_for_config(config, verbose=out if inv.verbose else None)
+    filters = _run_filters(inv)
+    if request is None or request.interval is None:
+        runner.run(filters)
+        return int(ExitCode.OK)
+    # -q<interval>: runs in the foreground until SIGTERM or SIGINT.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    interval = cli.parse_duration(request.interval) or 0
+    while not stop.is_set():
+        if os.getuid() == 0:
+            runtime.take_in_submissions(config)
+        runner.run(filters)
+        stop.wait(interval)
+    return int(ExitCode.OK)
+
+
 _RUNNERS: dict[str, Runner] = {
+    cli.MODE_QUEUE_RUN: _queue_run,
     cli.MODE_PRINT_QUEUE: _print_queue,
     cli.MODE_INIT_ALIASES: _init_aliases,
     cli.MODE_VERIFY: _verify,

@@ -87,6 +87,16 @@ def submit_context(config: Config, inv: Invocation, *, router: object | None = N
     (tests inject one with their own user database)."""
     from pysendmail.cli.submit import SubmitContext
 
+    # The command line's own settings win (they are in `config` already when it was
+    # loaded with them; not when a handed-over submission is taken in).
+    own = overrides_from(inv).options
+    ignore_dots = config.option("IgnoreDots", False)
+    if "IgnoreDots" in own:
+        from pysendmail.config.options import parse_bool
+
+        ignore_dots = parse_bool(own["IgnoreDots"])
+    delivery_mode = own.get("DeliveryMode", config.option("DeliveryMode"))
+    error_mode = own.get("ErrorMode", config.option("ErrorMode"))
     trusted = set(config.trusted_users) | set(config.classes.get("t", frozenset()))
     return SubmitContext(
         hostname=config.hostname,
@@ -95,11 +105,23 @@ def submit_context(config: Config, inv: Invocation, *, router: object | None = N
         trusted_users=frozenset(trusted | {"root"}),
         local_domains=frozenset(config.local_host_names | config.classes.get("w", frozenset())),
         macros=dict(config.macros),
-        ignore_dots=bool(config.option("IgnoreDots", False)),
+        ignore_dots=bool(ignore_dots),
         old_style_headers=bool(config.option("OldStyleHeaders", False)),
-        delivery_mode=_mode_letter(config.option("DeliveryMode"), "b"),
-        error_mode=_mode_letter(config.option("ErrorMode"), "p"),
+        delivery_mode=_mode_letter(delivery_mode, "b"),
+        error_mode=_mode_letter(error_mode, "p"),
         queue_dir_from_command_line=sets_option(inv, "QueueDirectory"),
         config_from_command_line=inv.config_file,
         expand=None if inv.no_alias else _expander(config, router),
     )
+
+
+def take_in_submissions(config: Config) -> list[str]:
+    """Queue what users without access to the queue handed over (root only)."""
+    from pysendmail.cli import handoff
+
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+
+    def context_for(inv: Invocation):
+        return submit_context(config, inv)
+
+    return handoff.take_in(queue_dir, handoff.submit_as_owner(context_for))

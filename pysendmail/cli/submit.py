@@ -87,6 +87,7 @@ class SubmitContext:
 class Outcome:
     exit_code: int
     qid: str | None = None
+    report_qid: str | None = None  # the failure report queued for refused recipients
 
 
 def _quote_full_name(name: str) -> str:
@@ -401,19 +402,19 @@ def _finish(
     for text in lists:
         named.add_list(text)
     queue_file.priority = initial_priority(collected.size, len(named))
-    qid = None
+    qid = report_qid = None
     try:
         if resolved.errors:
-            _bounce(ctx, draft, queue_file, resolved, now)
+            report_qid = _bounce(ctx, draft, queue_file, resolved, now)
         if resolved.targets:
             qid = draft.commit_queue_file(queue_file)
     except QueueError as exc:
         out.write(f"{exc.text}\n")
         return Outcome(int(ExitCode.TEMPFAIL))
-    return Outcome(resolved.exit_code, qid)
+    return Outcome(resolved.exit_code, qid, report_qid)
 
 
-def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: float) -> None:
+def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: float) -> str | None:
     """Queue the report about the recipients refused at submission (the message itself is
     returned in it), so that nothing is lost though the caller may not read stdout."""
     from pysendmail.delivery.dsn import DsnKind, OriginalMessage, RecipientReport, build_dsn
@@ -438,6 +439,8 @@ def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: floa
             status=status,
             diagnostic=f"X-Unix; {_reply_code(status)} {status} {text}",
             reason=f"{_reply_code(status)} {status} {text}",
+            actual_recipient=_actual_recipient(rcpt, ctx),
+            last_attempt=now,
         )
         for rcpt, text, status in resolved.errors
     ]
@@ -454,9 +457,18 @@ def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: floa
             transcript=[f"{_reply_code(s)} {s} {r}... {t}" for r, t, s in resolved.errors],
         )
         if dsn is None:
-            return
+            return None
         report_draft.write(dsn.body)
-        report_draft.commit(dsn.envelope, dsn.headers, hostname=ctx.hostname, now=now)
+        return report_draft.commit(dsn.envelope, dsn.headers, hostname=ctx.hostname, now=now)
+
+
+def _actual_recipient(rcpt: str, ctx: SubmitContext) -> str | None:
+    """`rfc822; user@$j` for a local address, as sendmail reports one; None otherwise."""
+    addr = _bare(rcpt)
+    local, domain = address.split_addr_spec(addr)
+    if domain is not None and domain.lower().rstrip(".") not in ctx.local_domains:
+        return None
+    return f"rfc822; {local}@{ctx.hostname}"
 
 
 def _bare(text: str) -> str:
@@ -489,4 +501,50 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
             raise Unavailable(inv.mode) from exc
         return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
     outcome = submit(ctx, inv, caller, sys.stdin.buffer, out)
+    queued = [q for q in (outcome.qid, outcome.report_qid) if q]
+    if not queued or ctx.delivery_mode in ("q", "d"):
+        return outcome.exit_code
+    if ctx.delivery_mode == "i":
+        return _deliver_now(config, queued, outcome.exit_code, out if inv.verbose else None)
+    _deliver_in_background(config, queued)
     return outcome.exit_code
+
+
+def _deliver_now(config, qids: list[str], status: int, verbose: TextIO | None) -> int:
+    """-odi: one delivery attempt before exiting. A recipient that failed for good makes
+    the exit status 69 unless submission already set one; deferred ones stay queued (0)."""
+    from pysendmail.queue.service import runner_for_config
+
+    runner = runner_for_config(config, verbose=verbose)
+    pending = list(qids)
+    while pending:
+        result = runner.run_one(pending.pop(0))
+        if result is None:
+            continue
+        if result.bounced and status == ExitCode.OK:
+            status = int(ExitCode.UNAVAILABLE)
+        pending.extend(result.dsn_ids)
+    return status
+
+
+def _deliver_in_background(config, qids: list[str]) -> None:
+    """-odb: the caller gets its exit status now; a detached child makes the attempt.
+    The message is already durable, so a child that dies loses nothing: the next queue
+    run delivers it."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return
+    if pid:
+        return
+    status = 0
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        _deliver_now(config, qids, 0, None)
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -139,3 +140,57 @@ def test_submission_matches_sendmail(name, oracle_dir, env, fixture_users):
     qf = (queue / f"qf{qid}").read_bytes().decode("utf-8", "surrogateescape")
     assert mask(qf.replace("\udc81", "\\x81"), qid) == mask(want_qf, want_qid)
     assert (queue / f"df{qid}").read_bytes() == want_df
+
+
+def _mailboxes(oracle_dir: Path) -> Path:
+    # The office cf's local mailer (bin/deliver) appends to configs/office/mailboxes/USER.
+    boxes = oracle_dir / "configs" / "office" / "mailboxes"
+    shutil.rmtree(boxes, ignore_errors=True)
+    boxes.mkdir()
+    return boxes
+
+
+def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users):
+    case = CASES["submit_odi_local"]
+    boxes = _mailboxes(oracle_dir)
+    result = run_case(case, oracle_dir, env)
+    assert (result.stdout, result.stderr, result.returncode) == (b"", b"", 0)
+    for user, box in case["mailboxes"].items():
+        got = (boxes / user).read_text()
+        qid = re.search(r" id (\w+);", got).group(1)
+        want_qid = re.search(r" id (\w+);", box["text"]).group(1)
+        assert mask(got, qid) == mask(box["text"], want_qid)
+    assert sorted(p.name for p in boxes.iterdir()) == sorted(case["mailboxes"])
+
+
+@pytest.mark.parametrize("name", ["submit_odi_nosuchuser", "submit_odi_nosuchuser_oem"])
+def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture_users):
+    # -oep prints the error, -oem does not; both mail the report to the sender (bob, or
+    # root whose alias is alice). The report's own text is the DSN builder's.
+    case = CASES[name]
+    boxes = _mailboxes(oracle_dir)
+    result = run_case(case, oracle_dir, env)
+    assert result.stdout == expected_text(case, "stdout", oracle_dir)
+    assert result.returncode == case["exit_code"]
+    [(user, box)] = case["mailboxes"].items()
+    got = (boxes / user).read_text()
+    assert "Subject: Returned mail: see transcript for details" in got
+    human = box["text"].split("   ----- The following addresses", 1)[1].split("--", 1)[0]
+    assert human in got
+
+
+def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users):
+    case = CASES["submit_odq_local"]
+    boxes = _mailboxes(oracle_dir)
+    assert run_case(case, oracle_dir, env).returncode == 0
+    argv = [a.replace("@ORACLE@", str(oracle_dir)) for a in case["argv"]]
+    queue = Path(next(a for a in argv if a.startswith("QueueDirectory=")).split("=", 1)[1])
+    assert len(list(queue.glob("qf*"))) == 1
+    run_argv = [a for a in argv[1:] if a not in ("-odq", "alice")] + ["-q", "-v"]
+    result = subprocess.run(
+        [*command("sendmail"), *run_argv], capture_output=True, env=env, timeout=120
+    )
+    assert result.returncode == 0
+    assert b"alice... Sent" in result.stdout
+    assert list(queue.iterdir()) == []
+    assert "Subject: oracle test message" in (boxes / "alice").read_text()
