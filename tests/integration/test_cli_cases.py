@@ -142,17 +142,19 @@ def test_submission_matches_sendmail(name, oracle_dir, env, fixture_users):
     assert (queue / f"df{qid}").read_bytes() == want_df
 
 
-def _mailboxes(oracle_dir: Path) -> Path:
-    # The office cf's local mailer (bin/deliver) appends to configs/office/mailboxes/USER.
-    boxes = oracle_dir / "configs" / "office" / "mailboxes"
-    shutil.rmtree(boxes, ignore_errors=True)
-    boxes.mkdir()
-    return boxes
+@pytest.fixture
+def boxes(oracle_dir: Path):
+    """configs/office/mailboxes/, where the office cf's local mailer (bin/deliver) appends
+    to USER: empty for the test, and removed after it (the fixture tree is shared)."""
+    path = oracle_dir / "configs" / "office" / "mailboxes"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
-def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users):
+def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users, boxes):
     case = CASES["submit_odi_local"]
-    boxes = _mailboxes(oracle_dir)
     result = run_case(case, oracle_dir, env)
     assert (result.stdout, result.stderr, result.returncode) == (b"", b"", 0)
     for user, box in case["mailboxes"].items():
@@ -164,11 +166,10 @@ def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users):
 
 
 @pytest.mark.parametrize("name", ["submit_odi_nosuchuser", "submit_odi_nosuchuser_oem"])
-def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture_users):
+def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture_users, boxes):
     # -oep prints the error, -oem does not; both mail the report to the sender (bob, or
     # root whose alias is alice). The report's own text is the DSN builder's.
     case = CASES[name]
-    boxes = _mailboxes(oracle_dir)
     result = run_case(case, oracle_dir, env)
     assert result.stdout == expected_text(case, "stdout", oracle_dir)
     assert result.returncode == case["exit_code"]
@@ -179,9 +180,8 @@ def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture
     assert human in got
 
 
-def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users):
+def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users, boxes):
     case = CASES["submit_odq_local"]
-    boxes = _mailboxes(oracle_dir)
     assert run_case(case, oracle_dir, env).returncode == 0
     argv = [a.replace("@ORACLE@", str(oracle_dir)) for a in case["argv"]]
     queue = Path(next(a for a in argv if a.startswith("QueueDirectory=")).split("=", 1)[1])
