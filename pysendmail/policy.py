@@ -97,6 +97,24 @@ class HostsFile:
 # ---------------------------------------------------------------- the access db
 
 
+class PerThreadLookup:
+    """A map lookup usable from every daemon thread: one map object per thread.
+
+    Map objects load lazily and may hold an SQLite connection, which belongs to the
+    thread that opened it; so each thread gets its own from `factory`.
+    """
+
+    def __init__(self, factory: Callable[[], object]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def __call__(self, key: str) -> str | None:
+        current = getattr(self._local, "map", None)
+        if current is None:
+            current = self._local.map = self._factory()
+        return current.lookup(key)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class AccessDb:
     """sendmail's access map searched as the stock `D`, `A`, `F` and `U` rulesets search it."""

@@ -1,0 +1,707 @@
+"""The SMTP daemons: sockets, threads, TLS, limits and signals around `SmtpSession`.
+
+One threaded `socketserver` listener per `DaemonPortOptions` entry; each connection is
+one thread running one `SmtpConnection`, which only moves bytes between the socket and
+the sans-IO session and carries out its events: a message's body is streamed into a
+queue draft (`QueueStore.open_draft`), committed with a `Received:` header made from the
+cf's `HReceived` line, and only then is the `250` sent. Nothing is acknowledged before
+the queue files are durable; the queue store shares directory fsyncs between the
+sessions committing at the same moment (group commit).
+
+Limits: MaxDaemonChildren (connections beyond it wait in the listen backlog),
+ConnectionRateThrottle per ConnectionRateWindowSize, Timeout.command between commands,
+Timeout.datablock inside DATA, greet_pause. Signals (installed by `run_daemon`): SIGTERM
+stops accepting, lets open transactions finish, tells idle clients 421 and exits;
+SIGHUP builds a new service from the configuration and uses it for new connections
+while the open ones finish with the old one.
+
+`serve_stdio` runs one session on a pair of streams: `sendmail -bs`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from pysendmail.config.macros import expand
+from pysendmail.config.model import DaemonSpec
+from pysendmail.daemons.tls import tls_version_macros
+from pysendmail.errors import MailError, QueueError
+from pysendmail.headers import Header, header_from_lines
+from pysendmail.log import MailLog
+from pysendmail.policy import HostLookup
+from pysendmail.protocol.replies import Reply
+from pysendmail.protocol.smtp import (
+    BodyChunk,
+    ClientInfo,
+    Close,
+    EtrnRequest,
+    MessageAborted,
+    MessageComplete,
+    MessageStart,
+    Output,
+    SessionSettings,
+    SmtpPolicy,
+    SmtpSession,
+    StartTLS,
+)
+from pysendmail.queue.store import Draft, QueueStore
+
+log = logging.getLogger("pysendmail.smtpd")
+
+RECV_SIZE = 64 * 1024
+# Read what is already waiting (sendmail's "is input pending" check), up to this much.
+MAX_PENDING_READ = 1024 * 1024
+DEFAULT_RECEIVED = (
+    "$?sfrom $s $.$?_($?s$|from $.$_)\n"
+    "\t$.by $j ($v/$Z)$?r with $r$. id $i$?u\n"
+    "\tfor $u; $|;\n"
+    "\t$.$b"
+)
+
+
+def arpadate(when: float) -> str:
+    """`$b`: `Thu, 26 Nov 2026 11:06:32 GMT`, or with the numeric offset elsewhere."""
+    tm = time.localtime(when)
+    text = time.strftime("%a, ", tm) + str(tm.tm_mday) + time.strftime(" %b %Y %H:%M:%S", tm)
+    offset = (tm.tm_gmtoff or 0) // 60
+    if offset == 0:
+        return f"{text} GMT"
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    zone = f" ({tm.tm_zone})" if tm.tm_zone else ""
+    return f"{text} {sign}{offset // 60:02d}{offset % 60:02d}{zone}"
+
+
+@dataclass
+class SmtpService:
+    """Everything a connection needs; built from one Config and replaced whole on SIGHUP."""
+
+    settings: SessionSettings
+    policy: SmtpPolicy
+    store: QueueStore
+    hosts: HostLookup
+    macros: dict[str, str] = field(default_factory=dict)  # j, v, Z, w, m ... (unexpanded ok)
+    greeting_template: str = "$j Sendmail $v/$Z; $b"
+    received_template: str = DEFAULT_RECEIVED
+    tls_context: ssl.SSLContext | None = None
+    command_timeout: float = 3600.0
+    data_timeout: float = 3600.0
+    greet_pause: float = 0.0
+    max_daemon_children: int = 0
+    connection_rate_throttle: int = 0
+    connection_rate_window: float = 60.0
+    etrn: Callable[[str], None] | None = None
+    on_queued: Callable[[str], None] | None = None
+    mail_log: MailLog = field(default_factory=MailLog)
+
+    @property
+    def hostname(self) -> str:
+        return self.settings.hostname
+
+    def settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
+        """The session settings as one daemon's M= modifiers change them."""
+        flags = daemon.modifiers if daemon is not None else frozenset()
+        settings = self.settings
+        changes: dict[str, object] = {"tls_available": self.tls_context is not None}
+        if "E" in flags:
+            changes["offer_etrn"] = False
+        if "a" in flags:
+            changes["auth_required"] = True
+        if "A" in flags:
+            changes["auth_mechanisms"] = ()
+        if "S" in flags or tls_on_connect:
+            changes["tls_available"] = False
+        return replace(settings, **changes)  # type: ignore[arg-type]
+
+    def greeting(self, client_macros: dict[str, str], now: float) -> str:
+        macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
+        return expand(self.greeting_template, macros)
+
+
+def client_macros(client: ClientInfo, addr_macro: str | None = None) -> dict[str, str]:
+    return {
+        "client_addr": client.addr if addr_macro is None else addr_macro,
+        "client_name": client.name if client.addr else "",
+        "client_resolve": client.resolve if client.addr else "",
+        "_": client.smtp_client,
+    }
+
+
+# ---------------------------------------------------------------- one connection
+
+
+class _Channel:
+    """The byte stream of a connection: a socket (maybe TLS) or a pair of -bs streams."""
+
+    def __init__(
+        self,
+        sock: socket.socket | None,
+        reader: BinaryIO | None = None,
+        writer: BinaryIO | None = None,
+    ) -> None:
+        self.sock = sock
+        self.reader = reader
+        self.writer = writer
+
+    def fileno(self) -> int:
+        if self.sock is not None:
+            return self.sock.fileno()
+        assert self.reader is not None
+        return self.reader.fileno()
+
+    def settimeout(self, seconds: float | None) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(seconds)
+
+    def _pending(self) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        try:
+            ready, _, _ = select.select([self.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(ready)
+
+    def _read_once(self) -> bytes:
+        if self.sock is not None:
+            return self.sock.recv(RECV_SIZE)
+        assert self.reader is not None
+        return os.read(self.reader.fileno(), RECV_SIZE)
+
+    def read(self) -> tuple[bytes, bool]:
+        """What the client sent (blocking for the first byte), and whether input ended."""
+        data = self._read_once()
+        if not data:
+            return b"", True
+        eof = False
+        while len(data) < MAX_PENDING_READ and self._pending():
+            more = self._read_once()
+            if not more:
+                eof = True
+                break
+            data += more
+        return data, eof
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.sock is not None:
+            self.sock.sendall(data)
+            return
+        assert self.writer is not None
+        self.writer.write(data)
+        self.writer.flush()
+
+
+class SmtpConnection:
+    """Runs one session: reads, feeds, writes, and carries out the session's events."""
+
+    def __init__(
+        self,
+        service: SmtpService,
+        channel: _Channel,
+        client: ClientInfo,
+        settings: SessionSettings,
+        *,
+        daemon_name: str = "MTA",
+        addr_macro: str | None = None,
+    ) -> None:
+        self.service = service
+        self.channel = channel
+        self.client = client
+        self.daemon_name = daemon_name
+        self.session = SmtpSession(service.policy, settings, client)
+        self._macros = client_macros(client, addr_macro)
+        self._outbox = bytearray()
+        self._draft: Draft | None = None
+        self._draft_error: MailError | None = None
+        self._tls_macros: dict[str, str] = {}
+        self.draining = False
+        self.idle = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self, early_talker: bool = False) -> None:
+        service = self.service
+        greeting = service.greeting(self._macros, time.time())
+        settings = replace(self.session.settings, greeting=greeting)
+        self.session.settings = settings
+        try:
+            self._handle(self.session.start(early_talker))
+            while not self.session.closed:
+                in_data = self.session.in_transaction and not self.session.awaiting_queue
+                timeout = service.data_timeout if in_data else service.command_timeout
+                self.channel.settimeout(timeout or None)
+                with self._lock:
+                    self.idle = not self.session.in_transaction
+                    if self.draining and self.idle:
+                        self._handle(self.session.shutdown())
+                        break
+                try:
+                    data, eof = self.channel.read()
+                except TimeoutError:
+                    self._handle(self.session.timeout())
+                    break
+                except (OSError, ssl.SSLError):
+                    data, eof = b"", True
+                finally:
+                    with self._lock:
+                        self.idle = False
+                if eof and not data and self.draining:
+                    self._handle(self.session.shutdown())
+                    break
+                self._handle(self.session.feed(data, eof))
+        except (OSError, ssl.SSLError) as error:
+            log.info("%s: connection lost: %s", self.client.smtp_client, error)
+        finally:
+            self._abort_draft()
+
+    def stop(self) -> None:
+        """SIGTERM: close now if idle, otherwise once the open transaction is over."""
+        with self._lock:
+            self.draining = True
+            if self.idle and self.channel.sock is not None:
+                try:
+                    self.channel.sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------ events
+
+    def _flush(self) -> None:
+        if self._outbox:
+            data = bytes(self._outbox)
+            self._outbox.clear()
+            self.channel.write(data)
+
+    def _handle(self, outputs: list[Output]) -> None:
+        queue = collections.deque(outputs)
+        while queue:
+            item = queue.popleft()
+            if isinstance(item, Reply):
+                self._outbox += item.to_bytes()
+            elif isinstance(item, BodyChunk):
+                self._write_body(item.data)
+            elif isinstance(item, MessageStart):
+                self._open_draft()
+            elif isinstance(item, MessageComplete):
+                self._flush()
+                queue.extend(self._complete(item))
+            elif isinstance(item, MessageAborted):
+                self._abort_draft()
+            elif isinstance(item, StartTLS):
+                self._flush()
+                queue.extend(self._start_tls())
+            elif isinstance(item, EtrnRequest):
+                if self.service.etrn is not None:
+                    self.service.etrn(item.node)
+            elif isinstance(item, Close):
+                self._flush()
+        self._flush()
+
+    def _open_draft(self) -> None:
+        self._abort_draft()
+        self._draft_error = None
+        try:
+            self._draft = self.service.store.open_draft()
+        except QueueError as error:
+            self._draft_error = error
+
+    def _write_body(self, data: bytes) -> None:
+        if self._draft is None:
+            return
+        try:
+            self._draft.write(data)
+        except QueueError as error:
+            self._draft_error = error
+            self._abort_draft()
+
+    def _abort_draft(self) -> None:
+        if self._draft is not None:
+            self._draft.abort()
+            self._draft = None
+
+    def _complete(self, done: MessageComplete) -> list[Output]:
+        draft, self._draft = self._draft, None
+        if self._draft_error is not None or draft is None:
+            error = self._draft_error or QueueError("queue: no draft")
+            self._draft_error = None
+            return self.session.message_failed(error)
+        if done.discard:
+            draft.abort()
+            qid = draft.qid
+            self.service.mail_log.event(qid, "discarded")
+            return self.session.message_queued(qid)
+        envelope = done.envelope
+        now = time.time()
+        envelope.macros.update(
+            {"_": self.client.smtp_client, "daemon_flags": "", **self._tls_macros}
+        )
+        received = self._received_header(draft.qid, done, now)
+        headers = [received, *(header_from_lines(h.split("\n")) for h in done.headers)]
+        try:
+            qid = draft.commit(
+                envelope,
+                headers,
+                msg_size=done.size,
+                hostname=self.service.hostname,
+                now=now,
+            )
+        except QueueError as error:
+            draft.abort()
+            return self.session.message_failed(error)
+        self.service.mail_log.accepted(
+            qid,
+            sender=envelope.sender,
+            size=done.size,
+            nrcpts=len(envelope.recipients),
+            msgid=_message_id(done.headers),
+            bodytype=envelope.body_type.value if envelope.body_type else None,
+            proto=envelope.macros.get("r"),
+            daemon=self.daemon_name,
+            relay=self.client.smtp_client,
+        )
+        if self.service.on_queued is not None:
+            self.service.on_queued(qid)
+        return self.session.message_queued(qid)
+
+    def _received_header(self, qid: str, done: MessageComplete, now: float) -> Header:
+        envelope = done.envelope
+        macros = {
+            **self.service.macros,
+            **self._macros,
+            **self._tls_macros,
+            "j": self.service.hostname,
+            "s": envelope.macros.get("s", ""),
+            "r": envelope.macros.get("r", ""),
+            "i": qid,
+            "b": arpadate(now),
+        }
+        if len(envelope.recipients) == 1:
+            macros["u"] = envelope.recipients[0].address
+        if self.session.view.authenticated is not None:
+            macros["auth_type"] = "PLAIN"
+            macros["auth_authen"] = self.session.view.authenticated
+        value = expand(self.service.received_template, macros)
+        return Header(name="Received", value=value)
+
+    def _start_tls(self) -> list[Output]:
+        context = self.service.tls_context
+        sock = self.channel.sock
+        if context is None or sock is None:
+            return self.session.tls_failed()
+        try:
+            wrapped = context.wrap_socket(sock, server_side=True)
+        except (OSError, ssl.SSLError) as error:
+            log.info("%s: STARTTLS failed: %s", self.client.smtp_client, error)
+            return self.session.tls_failed()
+        self.channel.sock = wrapped
+        self._tls_macros = tls_version_macros(wrapped)
+        return self.session.tls_started()
+
+
+def _message_id(headers: tuple[str, ...]) -> str | None:
+    for header in headers:
+        name, _, value = header.partition(":")
+        if name.strip().lower() == "message-id":
+            return " ".join(value.split())
+    return None
+
+
+# ---------------------------------------------------------------- listeners
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: SmtpListener
+
+    def handle(self) -> None:
+        self.server.serve_connection(self.request, self.client_address)
+
+
+class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """One DaemonPortOptions entry: a listening socket and a thread per connection."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() drains the open sessions itself
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, spec: DaemonSpec, service_ref: Callable[[], SmtpService]) -> None:
+        self.spec = spec
+        self.address_family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
+        self._service_ref = service_ref
+        self.connections: set[SmtpConnection] = set()
+        self._connections_lock = threading.Lock()
+        self._slots: threading.Semaphore | None = None
+        self._slots_size = 0
+        self._accepted: collections.deque[float] = collections.deque()
+        self.stopping = threading.Event()
+        host = spec.addr or ("::" if spec.family == "inet6" else "0.0.0.0")
+        super().__init__((host, spec.port), _Handler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def _limit(self) -> threading.Semaphore | None:
+        size = self._service_ref().max_daemon_children
+        if size <= 0:
+            return None
+        if self._slots is None or self._slots_size != size:
+            self._slots, self._slots_size = threading.BoundedSemaphore(size), size
+        return self._slots
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        slots = self._limit()
+        if slots is not None:
+            # Beyond MaxDaemonChildren, connections wait in the backlog as with sendmail.
+            while not slots.acquire(timeout=0.2):
+                if self.stopping.is_set():
+                    raise OSError("stopping")
+        try:
+            request = super().get_request()
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        self._throttle()
+        request[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return request
+
+    def _throttle(self) -> None:
+        service = self._service_ref()
+        limit, window = service.connection_rate_throttle, service.connection_rate_window
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        while self._accepted and now - self._accepted[0] > window:
+            self._accepted.popleft()
+        if len(self._accepted) >= limit:
+            time.sleep(max(0.0, window - (now - self._accepted[0])))
+        self._accepted.append(time.monotonic())
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        super().shutdown_request(request)
+        slots = self._slots
+        if slots is not None:
+            try:
+                slots.release()
+            except ValueError:
+                pass
+
+    def serve_connection(self, sock: socket.socket, peer: tuple) -> None:
+        service = self._service_ref()
+        tls_on_connect = "s" in self.spec.modifiers
+        if tls_on_connect:
+            if service.tls_context is None:
+                return
+            try:
+                sock.settimeout(service.command_timeout or None)
+                sock = service.tls_context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                return
+        addr = peer[0]
+        if addr.startswith("::ffff:"):
+            addr = addr[7:]
+        name, resolve = service.hosts.client_name(addr)
+        client = ClientInfo(addr=addr, name=name, resolve=resolve, port=peer[1])
+        settings = service.settings_for(self.spec, tls_on_connect)
+        connection = SmtpConnection(
+            service, _Channel(sock), client, settings, daemon_name=self.spec.name or "MTA"
+        )
+        if tls_on_connect:
+            connection.session.view.tls = True
+        with self._connections_lock:
+            if self.stopping.is_set():
+                return
+            self.connections.add(connection)
+        try:
+            early = False
+            if service.greet_pause > 0:
+                ready, _, _ = select.select([sock], [], [], service.greet_pause)
+                early = bool(ready)
+            connection.run(early)
+        finally:
+            with self._connections_lock:
+                self.connections.discard(connection)
+
+    def stop_accepting(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+    def drain(self) -> None:
+        with self._connections_lock:
+            open_connections = list(self.connections)
+        for connection in open_connections:
+            connection.stop()
+
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self.connections)
+
+
+class SmtpServer:
+    """All the listeners of one configuration, with reload and drain."""
+
+    def __init__(self, service: SmtpService, daemons: tuple[DaemonSpec, ...]) -> None:
+        self.service = service
+        self.listeners = [SmtpListener(spec, self._current) for spec in daemons]
+        self._threads: list[threading.Thread] = []
+
+    def _current(self) -> SmtpService:
+        return self.service
+
+    def start(self) -> SmtpServer:
+        for listener in self.listeners:
+            thread = threading.Thread(
+                target=listener.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name=f"smtpd-{listener.spec.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def reload(self, service: SmtpService) -> None:
+        """New connections use `service`; open ones keep the one they started with."""
+        self.service = service
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop accepting, let open transactions finish, close idle sessions with 421."""
+        for listener in self.listeners:
+            listener.stop_accepting()
+        for listener in self.listeners:
+            listener.drain()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(listener.open_connections() for listener in self.listeners):
+                break
+            for listener in self.listeners:
+                listener.drain()
+            time.sleep(0.05)
+
+    def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(timeout=5.0)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def serve_stdio(
+    service: SmtpService, instream: BinaryIO, outstream: BinaryIO, user: str | None = None
+) -> int:
+    """`sendmail -bs`: one SMTP session on a pair of binary streams; the exit status."""
+    if user is None:
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
+    client = ClientInfo(addr="", name="", resolve="", display=f"{user}@localhost")
+    channel = _Channel(None, instream, outstream)
+    settings = service.settings_for(None, tls_on_connect=False)
+    settings = replace(settings, tls_available=False)
+    connection = SmtpConnection(service, channel, client, settings, daemon_name="", addr_macro="0")
+    connection.run()
+    return 0
+
+
+def write_pid_file(path: str | os.PathLike[str], argv: list[str]) -> None:
+    """sendmail's pid file: the pid, then the command line, one a line."""
+    Path(path).write_text(f"{os.getpid()}\n{' '.join(argv)}\n")
+
+
+def detach() -> None:
+    """Become a background daemon: fork twice, new session, standard streams to /dev/null."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+
+
+def serve_until_signalled(
+    server: SmtpServer,
+    rebuild: Callable[[], SmtpService] | None = None,
+    drain_timeout: float = 300.0,
+) -> None:
+    """Run until SIGTERM/SIGINT (drain, then return); SIGHUP calls `rebuild`."""
+    stop = threading.Event()
+    hup = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: object) -> None:
+        hup.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    server.start()
+    while not stop.is_set():
+        stop.wait(0.2)
+        if hup.is_set():
+            hup.clear()
+            if rebuild is not None:
+                try:
+                    server.reload(rebuild())
+                    log.info("configuration reloaded")
+                except Exception as error:  # a bad new config keeps the old one running
+                    log.error("reload failed, keeping the running configuration: %s", error)
+    server.stop(timeout=drain_timeout)
+
+
+def run_daemon(
+    service: SmtpService,
+    daemons: tuple[DaemonSpec, ...],
+    *,
+    foreground: bool,
+    pid_file: str | None = None,
+    rebuild: Callable[[], SmtpService] | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """`-bd` (foreground False: detach) and `-bD`: listen, serve, drain on SIGTERM."""
+    server = SmtpServer(service, daemons)  # bind before detaching, so errors are seen
+    if not foreground:
+        detach()
+    if pid_file:
+        try:
+            write_pid_file(pid_file, argv or sys.argv)
+        except OSError as error:
+            log.warning("cannot write pid file %s: %s", pid_file, error)
+    try:
+        serve_until_signalled(server, rebuild)
+    finally:
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
+    return 0
