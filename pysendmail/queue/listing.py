@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -64,19 +65,23 @@ def gather(queue_dir: str) -> list[ListedMessage]:
     """
     with os.scandir(queue_dir) as entries:
         names = [e.name for e in entries if e.name.startswith("qf")]
-    messages = [_scan(queue_dir, name[2:]) for name in names]
+    dir_fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        messages = [_scan(dir_fd, name[2:]) for name in names]
+    finally:
+        os.close(dir_fd)
     messages.sort(key=lambda m: m.priority)
     return messages
 
 
-def _scan(queue_dir: str, qid: str) -> ListedMessage:
+def _scan(dir_fd: int, qid: str) -> ListedMessage:
     try:
-        size = os.stat(os.path.join(queue_dir, f"df{qid}")).st_size
+        size = os.stat(f"df{qid}", dir_fd=dir_fd).st_size
     except OSError:
         size = -1
     message = ListedMessage(qid=qid, size=size)
     try:
-        fd = os.open(os.path.join(queue_dir, f"qf{qid}"), os.O_RDONLY)
+        fd = os.open(f"qf{qid}", os.O_RDONLY, dir_fd=dir_fd)
     except OSError:
         message.completed = True
         return message
@@ -85,43 +90,49 @@ def _scan(queue_dir: str, qid: str) -> ListedMessage:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             message.locked = True
-        with os.fdopen(fd, "rb", closefd=False) as stream:
-            data = stream.read()
+        data = _read_envelope_part(fd)
     finally:
         os.close(fd)
     for raw in data.split(b"\n"):
         kind = raw[:1]
         if kind == b"H" or kind == b".":
             break  # headers and the end: nothing the listing shows
-        rest = decode(raw[1:])
-        try:
-            if kind == b"P":
-                message.priority = int(rest)
-            elif kind == b"T":
-                message.queued_at = int(rest)
-            elif kind == b"K":
-                message.last_attempt = int(rest)
-            elif kind == b"N":
-                message.attempts = int(rest)
-        except ValueError:
-            continue
-        if kind == b"F":
-            message.flags = rest
-        elif kind == b"S":
-            message.sender = rest
-        elif kind == b"M":
-            message.status = rest
-        elif kind == b"B":
-            message.body_type = rest
-        elif kind == b"C":
-            message.entries.append(("C", rest))
-        elif kind == b"R":
-            message.entries.append(("R", rest))
+        if kind in _NUMBERS:
+            try:
+                setattr(message, _NUMBERS[kind], int(raw[1:]))
+            except ValueError:
+                pass
+        elif kind in _TEXTS:
+            rest = decode(raw[1:])
+            if kind == b"C" or kind == b"R":
+                message.entries.append(("C" if kind == b"C" else "R", rest))
+            else:
+                setattr(message, _TEXTS[kind], rest)
     return message
+
+
+_NUMBERS = {b"P": "priority", b"T": "queued_at", b"K": "last_attempt", b"N": "attempts"}
+_TEXTS = {b"F": "flags", b"S": "sender", b"M": "status", b"B": "body_type", b"C": "", b"R": ""}
+
+
+def _read_envelope_part(fd: int) -> bytes:
+    """The qf up to its first header line (all the listing needs), read in few calls."""
+    data = os.read(fd, 8192)
+    while b"\nH" not in data and b"\n.\n" not in data:
+        more = os.read(fd, 65536)
+        if not more:
+            break
+        data += more
+    return data
+
+
+_PLAIN = re.compile(r"[ -\[\]-~]*")
 
 
 def printable(text: str, width: int) -> str:
     """sendmail's prtstr(): at most `width` columns, `\\` doubled, others as `\\ooo`."""
+    if len(text) <= width and _PLAIN.fullmatch(text):
+        return text
     out: list[str] = []
     left = width
     for byte in text.encode("utf-8", "surrogateescape"):

@@ -80,6 +80,11 @@ class FileOps:
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
 
+    def datasync(self, fd: int) -> None:
+        """Flush a file's data and size (not its times): enough for a df or tf, whose
+        name is made durable by the directory fsync."""
+        os.fdatasync(fd)
+
     def rename(self, src: str, dst: str) -> None:
         os.rename(src, dst)
 
@@ -234,7 +239,7 @@ class Draft:
         self._flush()
         try:
             if store.fsync:
-                store.ops.fsync(self._fd)
+                store.ops.datasync(self._fd)
             store.ops.close(self._fd)
             self._fd = None
         except OSError as error:
@@ -310,20 +315,30 @@ class QueueStore:
     # ------------------------------------------------------------ enqueue
 
     def open_draft(self) -> Draft:
-        """Reserve a queue ID (df<ID> created exclusively) and return its draft."""
-        for _ in range(10000):
+        """Reserve a queue ID (df<ID> created exclusively) and return its draft.
+
+        An ID names its second and pid, with 3600 sequence values each: a process that
+        uses them all within one second waits for the next second, as sendmail does.
+        """
+        deadline = time.monotonic() + 30
+        collisions = 0
+        while time.monotonic() < deadline:
             qid = self.ids.next_id()
             if self.path("qf", qid).exists() or self.path("tf", qid).exists():
-                continue
-            try:
-                fd = self.ops.open(
-                    str(self.path("df", qid)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
-                )
-            except FileExistsError:
-                continue
-            except OSError as error:
-                raise _queue_error(f"create df{qid} in {self.queue_dir}", error) from error
-            return Draft(self, qid, fd)
+                collisions += 1
+            else:
+                try:
+                    fd = self.ops.open(
+                        str(self.path("df", qid)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
+                    )
+                except FileExistsError:
+                    collisions += 1
+                except OSError as error:
+                    raise _queue_error(f"create df{qid} in {self.queue_dir}", error) from error
+                else:
+                    return Draft(self, qid, fd)
+            if collisions and collisions % 3600 == 0:
+                time.sleep(0.05)
         raise QueueError("queue: no free queue ID")
 
     def enqueue(self, envelope: Envelope, headers: list[Header], body: bytes, **kwargs) -> str:
@@ -352,7 +367,7 @@ class QueueStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(self.ops, fd, data)
             if self.fsync:
-                self.ops.fsync(fd)
+                self.ops.datasync(fd)
             self.ops.rename(tf_path, str(self.path("qf", qf.qid)))
         except OSError as error:
             self.ops.close(fd)

@@ -63,7 +63,7 @@ def _blocks(text):
 
 def _priority_of(block, queue_dir):
     qid = block[:14]
-    return listing._scan(str(queue_dir), qid).priority
+    return next(m.priority for m in listing.gather(str(queue_dir)) if m.qid == qid)
 
 
 @pytest.mark.parametrize("name", ["bp_four_queued", "bp_four_queued_v"])

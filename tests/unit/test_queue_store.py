@@ -83,6 +83,10 @@ class FailingOps(FileOps):
         self._maybe_fail("fsync")
         super().fsync(fd)
 
+    def datasync(self, fd):
+        self._maybe_fail("fsync")
+        super().datasync(fd)
+
     def rename(self, src, dst):
         self._maybe_fail("rename")
         super().rename(src, dst)
@@ -354,3 +358,21 @@ def test_fsync_can_be_turned_off(tmp_path):
     store = QueueStore(tmp_path, ops=ops, fsync=False)
     store.enqueue(_envelope(), HEADERS, b"b\n")
     assert ops.dir_fsyncs == 0
+
+
+def test_a_process_out_of_queue_ids_for_this_second_waits_for_the_next(tmp_path, monkeypatch):
+    class Ids:
+        def __init__(self):
+            self.served = 0
+
+        def next_id(self):
+            self.served += 1
+            return "6AQBB1aa000001" if self.served <= 7200 else "6AQBB2aa000001"
+
+    sleeps = []
+    monkeypatch.setattr("pysendmail.queue.store.time.sleep", sleeps.append)
+    (tmp_path / "qf6AQBB1aa000001").write_bytes(b"")
+    store = QueueStore(tmp_path, id_generator=Ids())
+    with store.open_draft() as draft:
+        assert draft.qid == "6AQBB2aa000001"
+    assert len(sleeps) == 2
