@@ -351,7 +351,7 @@ def _prepare_mbox(
         else:
             try:
                 if owner is not None and os.geteuid() == 0:
-                    os.fchown(fd, owner.uid, -1)
+                    os.fchown(fd, owner.uid, owner.gid)  # as mail.local: the user's group
             finally:
                 os.close(fd)
             return
@@ -669,10 +669,22 @@ def _index_mbox(mm: mmap.mmap, size: int, path: Path) -> list[_MboxEntry]:
     # A message starts at a From line after a blank line. mmap.find is a fast substring
     # search; a MULTILINE regex over the whole file was several times slower.
     starts = [0]
-    hit = mm.find(b"\n\nFrom ")
-    while hit >= 0:
-        starts.append(hit + 2)
-        hit = mm.find(b"\n\nFrom ", hit + 2)
+    offset = 0
+    while True:
+        line_end = mm.find(b"\n", offset)
+        if line_end < 0:
+            break
+        hit = mm.find(b"\n\nFrom ", line_end)
+        following = size if hit < 0 else hit + 2
+        by_length = _end_by_content_length(mm, line_end, size)
+        if by_length is not None and by_length > following:
+            # Debian's mail.local writes Content-Length and leaves `From ` lines of the
+            # body unquoted: trust the length when it lands on the next From line
+            following = by_length
+        if following >= size:
+            break
+        starts.append(following)
+        offset = following
     entries = []
     for index, offset in enumerate(starts):
         segment_end = starts[index + 1] if index + 1 < len(starts) else size
@@ -686,6 +698,32 @@ def _index_mbox(mm: mmap.mmap, size: int, path: Path) -> list[_MboxEntry]:
             _MboxEntry(offset, body_start, body_end, segment_end, bytes(mm[offset:body_start]))
         )
     return entries
+
+
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
+_HEADER_SCAN_LIMIT = 1 << 16
+
+
+def _end_by_content_length(mm: mmap.mmap, from_line_end: int, size: int) -> int | None:
+    """Where the next message starts according to this message's Content-Length header,
+    or None when it has none or the length does not land on a From line (or the end)."""
+    head_end = mm.find(b"\n\n", from_line_end, min(size, from_line_end + _HEADER_SCAN_LIMIT))
+    if head_end < 0:
+        return None
+    match = _CONTENT_LENGTH.search(mm[from_line_end : head_end + 1])
+    if match is None:
+        return None
+    end = head_end + 2 + int(match.group(1))
+    if end > size:
+        return None
+    probe = end
+    while probe < size and probe - end < 2 and mm[probe : probe + 1] == b"\n":
+        probe += 1
+    if probe >= size:
+        return size
+    if mm[probe - 1 : probe] == b"\n" and mm[probe : probe + 5] == b"From ":
+        return probe
+    return None
 
 
 class MboxMaildrop(Maildrop):

@@ -395,3 +395,85 @@ def test_deliveries_racing_pop3_commits_lose_nothing(tmp_path: Path) -> None:
     assert sorted(removed + remaining) == sorted(
         ["Subject: 0"] + [f"Subject: race {n}" for n in range(delivered)]
     )
+
+
+# ---------------------------------------------------------------- mailboxes of other MDAs
+
+
+def mail_local_entry(
+    from_line: bytes, headers: bytes, body: bytes, length: int | None = None
+) -> bytes:
+    size = len(body) if length is None else length
+    return from_line + headers + b"Content-Length: %d\n\n" % size + body + b"\n"
+
+
+MAIL_LOCAL_STYLE = (
+    mail_local_entry(
+        b"From sender@example.com Thu Nov 26 13:27:14 2026\n",
+        b"From: a@example.com\nSubject: one\n",
+        b"From the start\n\nFrom after a blank line\n\n",
+    )
+    + mail_local_entry(b"From <> Thu Nov 26 13:27:15 2026\n", b"Subject: two\n", b"body\n")
+    + mail_local_entry(
+        b"From x Thu Nov 26 13:27:16 2026\n", b"Subject: three\n", b"length is wrong\n", 999
+    )
+    + b"From y Thu Nov 26 2026\nSubject: four\n\nlast\n\n"
+)
+
+
+def test_content_length_of_debian_mail_local_is_honoured(tmp_path: Path) -> None:
+    """Debian's mail.local writes Content-Length and leaves body `From ` lines unquoted;
+    a length that lands on the next From line is trusted, a wrong one is ignored."""
+    box = tmp_path / "alice"
+    box.write_bytes(MAIL_LOCAL_STYLE)
+    with open_maildrop(box) as drop:
+        bodies = [drop.read(r.number) for r in drop.messages]
+        assert [b.split(b"\n")[1 if i == 0 else 0] for i, b in enumerate(bodies)] == [
+            b"Subject: one",
+            b"Subject: two",
+            b"Subject: three",
+            b"Subject: four",
+        ]
+        assert bodies[0].endswith(b"\n\nFrom the start\n\nFrom after a blank line\n\n")
+        drop.commit([2])
+    with open_maildrop(box) as drop:
+        assert len(drop.messages) == 3
+        assert drop.read(1).endswith(b"From after a blank line\n\n")
+
+
+MAIL_LOCAL = (
+    Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin/root/usr/libexec/sendmail/mail.local"
+)
+LIBLOCKFILE = Path(tempfile.gettempdir()) / "pysendmail-bench-libs/root/usr/lib/x86_64-linux-gnu"
+
+
+@pytest.mark.skipif(
+    not (IS_ROOT and MAIL_LOCAL.exists() and shutil.which("unshare")),
+    reason="needs root, unshare and sendmail's mail.local (unpacked by the queue tests)",
+)
+def test_mailbox_shared_with_sendmails_mail_local(open_dir: Path) -> None:
+    """mail.local (in a private mount namespace, /var/mail bind-mounted on a temp dir)
+    and pysendmail append to the same mailbox; the POP3 reader sees every message."""
+    message = b"Subject: %d\n\nFrom a line\n\nFrom after blank\nend\n"
+    env = dict(os.environ)
+    if LIBLOCKFILE.exists():
+        env["LD_LIBRARY_PATH"] = str(LIBLOCKFILE)
+    (open_dir / "in").write_bytes(message % 1)
+    script = (
+        f"mount --bind {open_dir} /var/mail && {MAIL_LOCAL} -f s@example.com nobody < {open_dir}/in"
+    )
+    ran = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True)
+    if ran.returncode != 0:
+        pytest.skip(f"mail.local cannot run here: {ran.stderr.decode()[-200:]}")
+    box = open_dir / "nobody"
+    append_mbox(box, "s@example.com", [message % 2], owner=NOBODY)
+    (open_dir / "in").write_bytes(message % 3)
+    subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, check=True)
+    st = box.stat()
+    assert (st.st_uid, st.st_gid) == (NOBODY.uid, NOBODY.gid)
+    with open_maildrop(box) as drop:
+        texts = [drop.read(r.number) for r in drop.messages]
+    assert len(texts) == 3
+    for number, text in enumerate(texts, start=1):
+        assert f"Subject: {number}".encode() in text
+        assert text.rstrip(b"\0\n").endswith(b"\nend")
