@@ -44,7 +44,7 @@ def cache_dir(env: dict[str, str] | None = None) -> str | None:
 def _file_stamp(path: str) -> tuple[int, int] | None:
     try:
         info = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return (info.st_mtime_ns, info.st_size)
 

@@ -60,7 +60,7 @@ _LINE_KINDS = {
     "E": "environment",
 }
 
-_RULESET_LINE = re.compile(r"\s*(?:(\d+)|([A-Za-z_][\w-]*)\s*(?:=\s*(\d+))?)\s*$")
+_RULESET_LINE = re.compile(r"\s*(?:([0-9]{1,9})|([A-Za-z_][\w-]*)\s*(?:=\s*([0-9]{1,9}))?)\s*$")
 _LOGICAL_LINE = re.compile(r"(?:[^\n]|\n(?=[ \t]))*\n")
 
 
@@ -79,8 +79,9 @@ def read_cf(path: str | Path) -> CfFile:
     name = str(path)
     try:
         data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot open: {exc.strerror or exc}", Location(name, 0, 0)) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot open: {reason}", Location(name, 0, 0)) from exc
     return parse_cf(data.decode("utf-8", errors="surrogateescape"), name)
 
 

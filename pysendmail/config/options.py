@@ -42,7 +42,7 @@ class OptionSpec:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+)([smhdw]?)", re.IGNORECASE)
+_DURATION_PART = re.compile(r"([0-9]{1,12})([smhdw]?)", re.IGNORECASE)
 
 
 def parse_duration(raw: str, unit: str = "s") -> int:
@@ -66,7 +66,7 @@ def _parse_int(raw: str, spec: OptionSpec | None = None) -> int:
     text = raw.strip()
     try:
         return int(text) if text else 0
-    except ValueError:
+    except ValueError:  # also a number too long to convert
         raise OptionError(f"invalid number {raw!r}") from None
 
 

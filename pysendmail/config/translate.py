@@ -223,7 +223,7 @@ class _Translator:
         version = self.cf.version
         if not version:
             self.warn(Location(self.cf.path, 1, 1), "no V line: an old configuration format")
-        elif version[0].isdigit() and int(version[0]) < 10:
+        elif re.fullmatch(r"[0-9]{1,3}", version[0]) and int(version[0]) < 10:
             self.warn(
                 Location(self.cf.path, 1, 1),
                 f"configuration level {version[0]}: pysendmail reads level 10 files",
@@ -289,11 +289,14 @@ class _Translator:
         self.source_files.append(target)
         try:
             text = Path(target).read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
             if not source.optional:
+                reason = getattr(exc, "strerror", None) or str(exc)
                 self.error(
                     source.location,
-                    f"class {source.class_name}: cannot open {target}: {exc.strerror or exc}",
+                    f"class {source.class_name}: cannot open {target!r}: {reason}"
+                    if "\0" in target
+                    else f"class {source.class_name}: cannot open {target}: {reason}",
                 )
             return set()
         pattern = _scanf_pattern(source.scanf)
@@ -509,13 +512,13 @@ def parse_daemon_options(raw: str, index: int = 0) -> DaemonSpec:
 
 def _port_number(text: str) -> int:
     text = text.strip()
-    if text.isdigit() and 0 < int(text) < 65536:
+    if re.fullmatch(r"[0-9]{1,5}", text) and 0 < int(text) < 65536:
         return int(text)
     if text.lower() in _SERVICE_PORTS:
         return _SERVICE_PORTS[text.lower()]
     try:
         return socket.getservbyname(text, "tcp")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: NUL bytes, unencodable text
         raise ValueError(f"DaemonPortOptions: invalid port {text!r}") from None
 
 
