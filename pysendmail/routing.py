@@ -767,7 +767,7 @@ class _Run:
             return
         controller = router._owner_of(path)
         if self.verbose:
-            self.events.append(Event("note", parent.address, f"including file {path}"))
+            self.events.append(Event("note", f"{INCLUDE_PREFIX}{path}", f"including file {path}"))
         for line in text.split("\n"):
             line = line.removesuffix("\r")
             if not line.strip() or line.lstrip().startswith("#"):

@@ -309,3 +309,14 @@ def test_missing_include_file_is_a_permanent_error_naming_the_file():
     )
     assert error.error.status == "5.2.4"
     assert [d.user for d in expansion.deliveries] == ["alice"]
+
+
+def test_verbose_verify_names_the_included_file():
+    router = make_router("team: :include:/lists/team\n", files={"/lists/team": "bob\n"})
+    lines, status = verify(router, ["team"], verbose=True)
+    assert lines == [
+        "team... aliased to :include:/lists/team",
+        ":include:/lists/team... including file /lists/team",
+        "bob... deliverable: mailer local, user bob",
+    ]
+    assert status == 0
