@@ -28,6 +28,7 @@ The body is streamed from the df file; it is read whole only to convert 8-bit MI
 
 from __future__ import annotations
 
+import base64
 import email
 import email.generator
 import email.policy
@@ -62,9 +63,67 @@ class RemoteRecipient:
 class AuthInfo:
     """Credentials for AUTH to a smart host (sendmail's authinfo / `AuthInfo:` entries)."""
 
-    user: str
+    user: str  # the authentication id (sendmail's I:, or U: alone)
     password: str
-    authzid: str = ""
+    authzid: str = ""  # the authorization id (U:) when it differs
+    mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")  # M:, in our order of preference
+
+
+_AUTHINFO_ITEM = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def parse_authinfo(value: str) -> AuthInfo | None:
+    """An authinfo/access value: `"U:user" "I:authid" "P:secret" "M:PLAIN LOGIN"`
+    (`P=` holds the password in base64). None when it has no usable credentials."""
+    items: dict[str, str] = {}
+    for quoted, bare in _AUTHINFO_ITEM.findall(value):
+        item = quoted or bare
+        if len(item) >= 2 and item[1] in ":=":
+            key = item[0].upper()
+            text = item[2:]
+            if key == "P" and item[1] == "=":
+                try:
+                    text = base64.b64decode(text, validate=True).decode("utf-8")
+                except (ValueError, UnicodeDecodeError):
+                    return None
+            items[key] = text
+    authid = items.get("I") or items.get("U")
+    if not authid or "P" not in items:
+        return None
+    authzid = items.get("U", "") if items.get("U") != authid else ""
+    offered = tuple(m.upper() for m in items.get("M", "").split()) or ("PLAIN", "LOGIN")
+    return AuthInfo(authid, items["P"], authzid, offered)
+
+
+def authinfo_keys(host: str, address: str) -> list[str]:
+    """The keys sendmail's authinfo ruleset tries, in order: the host and its parent
+    domains, the address and its shorter prefixes, then the default `AuthInfo:`."""
+    keys = []
+    labels = host.lower().rstrip(".").split(".")
+    keys += ["AuthInfo:" + ".".join(labels[i:]) for i in range(len(labels)) if labels[i]]
+    if ":" in address:
+        keys.append("AuthInfo:IPv6:" + address)
+    else:
+        octets = address.split(".")
+        keys += ["AuthInfo:" + ".".join(octets[:n]) for n in range(len(octets), 0, -1)]
+    keys.append("AuthInfo:")
+    return keys
+
+
+def authinfo_lookup(
+    lookup: Callable[[str], str | None],
+) -> Callable[[str, str], AuthInfo | None]:
+    """An `auth_lookup` over a map (the authinfo map, or the access map's `AuthInfo:`
+    entries): the first key of `authinfo_keys` that has a value decides."""
+
+    def find(host: str, address: str) -> AuthInfo | None:
+        for key in authinfo_keys(host, address):
+            value = lookup(key)
+            if value is not None:
+                return parse_authinfo(value)
+        return None
+
+    return find
 
 
 @dataclass(frozen=True)
@@ -76,7 +135,8 @@ class RemoteSettings:
     data_timeout: float = 3600.0
     starttls: bool = True
     tls_context: ssl.SSLContext | None = None  # None: opportunistic, unverified
-    auth_lookup: Callable[[str], AuthInfo | None] | None = None  # host name -> credentials
+    # (host name, address) -> credentials; see authinfo_lookup
+    auth_lookup: Callable[[str, str], AuthInfo | None] | None = None
     eight_bit_mode: str = "pass8"
 
     @classmethod
@@ -323,7 +383,7 @@ def _session(
             except (ssl.SSLError, OSError, ValueError, smtplib.SMTPException) as err:
                 raise _HostFailed(f"Deferred: {host}.: STARTTLS failed: {err}", "4.7.0") from None
             _hello(client, host)
-        _authenticate(client, host, settings)
+        _authenticate(client, host, address, settings)
         _transaction(client, message, state, host, relay, settings, mailer, mailer_name, ret, envid)
     except smtplib.SMTPServerDisconnected as err:
         raise _HostFailed(f"Deferred: Connection reset by {host}. ({err})") from None
@@ -354,16 +414,16 @@ def _hello(client: smtplib.SMTP, host: str) -> None:
         raise _HostFailed(f"Deferred: {code} {_reply_text(reply)}", "4.0.0")
 
 
-def _authenticate(client: smtplib.SMTP, host: str, settings: RemoteSettings) -> None:
+def _authenticate(client: smtplib.SMTP, host: str, address: str, settings: RemoteSettings) -> None:
     if settings.auth_lookup is None or not client.has_extn("auth"):
         return
-    creds = settings.auth_lookup(host)
+    creds = settings.auth_lookup(host, address)
     if creds is None:
         return
     offered = client.esmtp_features.get("auth", "").upper().split()
     client.user, client.password = creds.user, creds.password
     for mechanism in ("PLAIN", "LOGIN"):
-        if mechanism not in offered:
+        if mechanism not in offered or mechanism not in creds.mechanisms:
             continue
         try:
             if mechanism == "PLAIN":

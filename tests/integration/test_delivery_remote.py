@@ -24,8 +24,11 @@ from pysendmail.delivery.remote import (
     RemoteRecipient,
     RemoteSettings,
     RemoteTarget,
+    authinfo_keys,
+    authinfo_lookup,
     deliver_by_destination,
     deliver_remote,
+    parse_authinfo,
     parse_destination,
 )
 from pysendmail.delivery.result import Outcome
@@ -305,14 +308,14 @@ def test_auth_to_a_smart_host(dns_server: DnsServer, exclude: list[str]) -> None
     try:
         good = settings(
             dns_server,
-            auth_lookup=lambda host: (
-                AuthInfo("relayuser", "s3cret") if host == "mx.dest.test" else None
+            auth_lookup=authinfo_lookup(
+                {"AuthInfo:dest.test": '"U:relayuser" "P:s3cret" "M:PLAIN LOGIN"'}.get
             ),
         )
         [result] = deliver_remote(
             MESSAGE, ["far@elsewhere.test"], "[mx.dest.test]", good, mailer=esmtp(controller.port)
         )
-        bad = settings(dns_server, auth_lookup=lambda host: AuthInfo("relayuser", "wrong"))
+        bad = settings(dns_server, auth_lookup=lambda host, address: AuthInfo("relayuser", "wrong"))
         [refused] = deliver_remote(
             MESSAGE, ["far@elsewhere.test"], "[mx.dest.test]", bad, mailer=esmtp(controller.port)
         )
@@ -577,3 +580,25 @@ def test_targets_grouped_by_destination_one_connection_each(
         ["a@dest.test", "c@dest.test"],
         ["b@other.test"],
     ]
+
+
+def test_authinfo_values_and_keys() -> None:
+    assert parse_authinfo('"U:root" "I:user" "P:secret" "M:LOGIN"') == AuthInfo(
+        "user", "secret", "root", ("LOGIN",)
+    )
+    assert parse_authinfo('"U:user" "P=c2VjcmV0"') == AuthInfo("user", "secret")
+    assert parse_authinfo('"U:user"') is None
+    assert authinfo_keys("SMART.example.net.", "192.0.2.10") == [
+        "AuthInfo:smart.example.net",
+        "AuthInfo:example.net",
+        "AuthInfo:net",
+        "AuthInfo:192.0.2.10",
+        "AuthInfo:192.0.2",
+        "AuthInfo:192.0",
+        "AuthInfo:192",
+        "AuthInfo:",
+    ]
+    table = {"AuthInfo:": '"U:default" "P:d"', "AuthInfo:192.0.2": '"U:net" "P:n"'}
+    find = authinfo_lookup(table.get)
+    assert find("smart.example.net", "192.0.2.10") == AuthInfo("net", "n")
+    assert find("other.example", "198.51.100.1") == AuthInfo("default", "d")
