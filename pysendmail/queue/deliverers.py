@@ -22,6 +22,7 @@ from pysendmail.delivery.file import deliver_file
 from pysendmail.delivery.local import LocalRecipient, LocalSettings, deliver_local
 from pysendmail.delivery.message import OutgoingMessage
 from pysendmail.delivery.prog import ProgramSettings, deliver_prog
+from pysendmail.delivery.remote import RemoteRecipient, RemoteSettings, deliver_remote
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.headers import render
 
@@ -29,6 +30,7 @@ from pysendmail.headers import render
 DEFAULT_LOCAL_FLAGS = "lsDFMAw5:/|@qPSXfmnz9"
 DEFAULT_PROG_FLAGS = "lsDFMoqeu9"
 DEFAULT_FILE_FLAGS = "lsDFMPEouq9"
+DEFAULT_SMTP_FLAGS = "mDFMuXa"
 
 
 def outgoing(message: Any, mailer_flags: str) -> OutgoingMessage:
@@ -111,3 +113,53 @@ class FileDeliverer:
             )
             for d in deliveries
         ]
+
+
+class RemoteDeliverer:
+    """The SMTP mailers (`[IPC]`: smtp, esmtp, smtp8, dsmtp, relay): one transaction per
+    destination host for all of this message's recipients routed there, with the DSN
+    parameters (NOTIFY=, ORCPT=, RET=, ENVID=) the queue holds."""
+
+    def __init__(self, settings: RemoteSettings, mailer: MailerSpec | None = None) -> None:
+        self.settings = settings
+        self.mailer = mailer
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_SMTP_FLAGS
+        out = outgoing(message, flags)
+        queue_file = message.queue_file
+        ret = None
+        if queue_file.has_flag("d"):
+            ret = "HDRS" if queue_file.has_flag("n") else "FULL"
+        by_host: dict[str, list[int]] = {}
+        for index, delivery in enumerate(deliveries):
+            by_host.setdefault(str(getattr(delivery, "host", "")).lower(), []).append(index)
+        results: list[DeliveryResult | None] = [None] * len(deliveries)
+        for indexes in by_host.values():
+            recipients = []
+            for index in indexes:
+                delivery = deliveries[index]
+                origin = (
+                    message.recipient_of(delivery) if hasattr(message, "recipient_of") else None
+                )
+                notify = origin.notify if origin is not None and "N" in origin.flags else None
+                recipients.append(
+                    RemoteRecipient(
+                        address=bare(str(getattr(delivery, "user", "") or delivery.address)),
+                        notify=frozenset(str(n) for n in notify) if notify else None,
+                        orcpt=origin.orcpt if origin is not None else None,
+                    )
+                )
+            destination = str(getattr(deliveries[indexes[0]], "host", ""))
+            sent = deliver_remote(
+                out,
+                recipients,
+                destination,
+                self.settings,
+                mailer=self.mailer,
+                ret=ret,
+                envid=queue_file.envid,
+            )
+            for index, result in zip(indexes, sent, strict=True):
+                results[index] = result
+        return [r for r in results if r is not None]

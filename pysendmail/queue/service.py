@@ -14,9 +14,16 @@ from typing import IO, Any
 from pysendmail.config.model import Config
 from pysendmail.delivery.local import LocalSettings
 from pysendmail.delivery.prog import ProgramSettings
+from pysendmail.delivery.remote import RemoteSettings
 from pysendmail.delivery.result import DeliveryResult
+from pysendmail.dns import Resolver, ResolverSettings
 from pysendmail.log import MailLog
-from pysendmail.queue.deliverers import FileDeliverer, LocalDeliverer, ProgDeliverer
+from pysendmail.queue.deliverers import (
+    FileDeliverer,
+    LocalDeliverer,
+    ProgDeliverer,
+    RemoteDeliverer,
+)
 from pysendmail.queue.runner import (
     DEFAULT_QUEUERETURN,
     DEFAULT_QUEUEWARN,
@@ -40,13 +47,20 @@ def store_for_config(config: Config) -> QueueStore:
     return QueueStore(queue_dir(config), fsync=super_safe not in ("false", "f", "no", "0"))
 
 
-def deliverers_for_config(config: Config) -> dict[str, Deliverer]:
+def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> dict[str, Deliverer]:
     program = ProgramSettings.from_config(config)
     found: dict[str, Deliverer] = {
         "local": LocalDeliverer(LocalSettings.from_config(config), config.mailers.get("local")),
         PROG_MAILER: ProgDeliverer(program, config.mailers.get(PROG_MAILER)),
         FILE_MAILER: FileDeliverer(program),
     }
+    remote: RemoteSettings | None = None
+    for name, spec in config.mailers.items():
+        if spec.path == "[IPC]" and name not in found:
+            if remote is None:
+                resolver = resolver or Resolver(ResolverSettings.from_config(config))
+                remote = RemoteSettings.from_config(config, resolver)
+            found[name] = RemoteDeliverer(remote, spec)
     for name in config.mailers:
         found.setdefault(name, Unavailable(name))
     return found
@@ -74,11 +88,12 @@ def runner_for_config(
     verbose: IO[str] | None = None,
     mail_log: MailLog | None = None,
     router: Router | None = None,
+    resolver: Resolver | None = None,
     extra_deliverers: dict[str, Deliverer] | None = None,
 ) -> QueueRunner:
     """A QueueRunner for the configuration's queue, router and mailers."""
     route = router or Router(config)
-    deliverers = deliverers_for_config(config)
+    deliverers = deliverers_for_config(config, resolver)
     deliverers.update(extra_deliverers or {})
     return QueueRunner(
         store_for_config(config),
