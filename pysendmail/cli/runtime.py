@@ -111,7 +111,12 @@ def submit_context(config: Config, inv: Invocation, *, router: object | None = N
         error_mode=_mode_letter(error_mode, "p"),
         queue_dir_from_command_line=sets_option(inv, "QueueDirectory"),
         config_from_command_line=inv.config_file,
-        expand=None if inv.no_alias else _expander(config, router),
+        # DeliveryMode=defer leaves every lookup to the queue run, as in sendmail.
+        expand=(
+            None
+            if inv.no_alias or _mode_letter(delivery_mode, "b") == "d"
+            else _expander(config, router)
+        ),
     )
 
 
