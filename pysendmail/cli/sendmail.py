@@ -98,6 +98,10 @@ def main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) 
     except Unavailable:
         return unavailable(inv.mode, err)
     try:
+        if inv.debug_flags and inv.debug_levels().get(0, 0) >= 1:
+            from pysendmail.cli import modes
+
+            out.write(modes.version_block(inv))
         return run(inv, out, err)
     except Unavailable as exc:
         return unavailable(str(exc), err)

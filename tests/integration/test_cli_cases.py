@@ -194,3 +194,24 @@ def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users, boxes):
     assert b"alice... Sent" in result.stdout
     assert list(queue.iterdir()) == []
     assert "Subject: oracle test message" in (boxes / "alice").read_text()
+
+
+def test_d0_1_prints_version_identity_then_test_mode(oracle_dir, env, fixture_users):
+    # The "Compiled with:" words are what pysendmail has, not sendmail's build options;
+    # $k is the node name of the machine (uname), which the records' machine had as FQDN.
+    case = CASES["version_d0.1"]
+    result = run_case(case, oracle_dir, env)
+    compiled = re.compile(r" Compiled with:.*?\n\n|\(node name\) \$k = [^\n]*\n", re.S)
+    want = expected_text(case, "stdout", oracle_dir).decode()
+    assert compiled.sub("<compiled>", result.stdout.decode()) == compiled.sub("<compiled>", want)
+    assert (result.stderr, result.returncode) == (b"", case["exit_code"])
+
+
+def test_bt_answers_on_stdin(oracle_dir, env, fixture_users):
+    argv = ["-C", str(oracle_dir / "configs" / "office" / "office.cf"), "-bt"]
+    result = subprocess.run(
+        [*command("sendmail"), *argv], input=b"$j\n", capture_output=True, env=env, timeout=120
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith(b"ADDRESS TEST MODE (ruleset 3 NOT automatically invoked)\n")
+    assert b"mail.example.com\n" in result.stdout
