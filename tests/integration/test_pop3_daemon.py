@@ -293,3 +293,48 @@ def test_connection_limit_refuses_with_sys_temp(tmp_path):
         with socket.create_connection(("127.0.0.1", pop3.port), timeout=10) as raw:
             assert raw.makefile("rb").readline().startswith(b"-ERR [SYS/TEMP]")
         first.quit()
+
+
+def test_sessions_racing_a_stream_of_deliveries_lose_nothing(pop3):
+    """Deliveries keep arriving while sessions delete what they saw and QUIT: in the end
+    every delivered message was either deleted by a session that listed it, or is there."""
+    arrivals = [message(number) for number in range(100, 140)]
+
+    def deliver_all():
+        for data in arrivals:
+            pop3.deliver("alice", data)
+
+    deliverer = threading.Thread(target=deliver_all)
+    deliverer.start()
+    deleted_ids: list[bytes] = []
+    while deliverer.is_alive():
+        client = pop3.login()
+        count, _ = client.stat()
+        for number in range(1, count + 1):
+            header = client.top(number, 0)[1]
+            deleted_ids += [line for line in header if line.startswith(b"Message-ID:")]
+            client.dele(number)
+        client.quit()
+    deliverer.join()
+    client = pop3.login()
+    count, _ = client.stat()
+    left_ids = [
+        line
+        for number in range(1, count + 1)
+        for line in client.top(number, 0)[1]
+        if line.startswith(b"Message-ID:")
+    ]
+    client.quit()
+    delivered_ids = [f"Message-ID: <{n}@example.com>".encode() for n in (1, 2, 3, *range(100, 140))]
+    assert sorted(deleted_ids + left_ids) == sorted(delivered_ids)
+
+
+def test_idle_session_is_closed_without_deleting(tmp_path):
+    with running_pop3(tmp_path, idle_timeout=0.3) as pop3:
+        pop3.deliver("alice", message(1))
+        before = pop3.snapshot()
+        client = pop3.login()
+        client.dele(1)
+        assert client.file.readline() == b""  # the server hung up on the idle client
+        assert pop3.daemon.wait_idle(10)
+        assert pop3.snapshot() == before
