@@ -290,14 +290,14 @@ class Pop3Session:
                 if len(self._buffer) > limit:
                     self._buffer = b""
                     self._discarding = True
-                    events += self._bad("line too long")
+                    events += self._too_long()
                 break
             line = self._buffer[:newline]
             self._buffer = self._buffer[newline + 1 :]
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) + 2 > limit:
-                events += self._bad("line too long")
+                events += self._too_long()
                 continue
             line_events = self._line(line)
             events += line_events
@@ -344,6 +344,10 @@ class Pop3Session:
             events[:0] = self.connection_lost()
             return events
         return [_err(text)]
+
+    def _too_long(self) -> list[Event]:
+        self._sasl_plain = False  # an overlong SASL response ends the exchange too
+        return self._bad("line too long")
 
     def _line(self, line: bytes) -> list[Event]:
         if b"\0" in line:

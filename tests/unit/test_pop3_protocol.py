@@ -520,3 +520,18 @@ def test_unique_id_keeps_valid_uids_and_digests_others():
     assert len(unique_id(long_name)) == 40
     assert unique_id(long_name) == unique_id(long_name) != unique_id(long_name + "x")
     assert unique_id("with space") != "with space"
+
+
+def test_overlong_sasl_response_ends_the_auth_exchange():
+    h = Harness()
+    assert h.say("AUTH PLAIN") == b"+ \r\n"
+    assert h.say(b"A" * 5000 + b"\r\n") == b"-ERR line too long\r\n"
+    assert h.say("STAT") == b"-ERR STAT not valid in the AUTHORIZATION state\r\n"
+
+
+def test_failed_login_log_line_escapes_what_the_client_typed():
+    h = Harness()
+    token = base64.b64encode(b"\0evil\nname\0pw").decode()
+    events = h.events(f"AUTH PLAIN {token}\r\n".encode())
+    (line,) = [e.message for e in events if isinstance(e, Log)]
+    assert "\n" not in line and "evil\\nname" in line
