@@ -37,12 +37,12 @@ def write_mbox(path: Path, count: int, body_size: int) -> int:
 
 
 def _serve(spool: str, ready) -> None:
-    from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, spool_maildrops
+    from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
 
     service = Pop3Service(
         hostname="bench.example.com",
         verify=lambda user, password: (user, password) == (USER, PASSWORD),
-        open_maildrop=spool_maildrops(Path(spool), "mbox"),
+        open_maildrop=local_maildrops(Path(spool), "mbox"),
         allow_plaintext_auth=True,
     )
     daemon = Pop3Daemon(service, [Listener("127.0.0.1", 0)])

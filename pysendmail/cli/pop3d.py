@@ -21,8 +21,9 @@ import click
 from pysendmail import log, passwd
 from pysendmail.config.model import Config
 from pysendmail.config.translate import resolve_cf_path, translate
-from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, spool_maildrops
+from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
 from pysendmail.daemons.tls import context_from_options
+from pysendmail.delivery.local import LocalSettings
 from pysendmail.errors import ConfigError
 from pysendmail.sysexits import ExitCode
 
@@ -38,7 +39,7 @@ class Settings:
 
     cf_path: str | None
     allow_plaintext_auth: bool
-    mailbox_format: str
+    mailbox_format: str | None  # None: maildir when the cf sets LocalMaildir, else mbox
     mailbox_dir: str | None = None  # None: the configuration's (where local delivery writes)
 
 
@@ -65,21 +66,38 @@ def default_listeners(config: Config, tls: bool) -> list[Listener]:
     return listeners
 
 
-def build_service(settings: Settings) -> tuple[Pop3Service, Config, Path]:
+@dataclass(frozen=True)
+class Built:
+    """A service made from the configuration, and what to say about it at start-up."""
+
+    service: Pop3Service
+    config: Config
+    password_file: Path
+    mailboxes: str  # where the mailboxes are, for people
+
+
+def build_service(settings: Settings) -> Built:
     config = translate(resolve_cf_path(settings.cf_path))
     if config.errors:
         raise ConfigError("\n".join(str(diagnostic) for diagnostic in config.errors))
-    spool = Path(settings.mailbox_dir or config.mailbox_dir)
+    # Where local delivery writes, by the same settings it reads.
+    local = LocalSettings.from_config(config)
+    spool = Path(settings.mailbox_dir) if settings.mailbox_dir else local.spool_dir
+    mailbox_format = settings.mailbox_format or ("maildir" if local.maildir else "mbox")
+    if mailbox_format == "maildir" and local.maildir:
+        mailboxes = f"Maildirs at {local.maildir} (LocalMaildir)"
+    else:
+        mailboxes = f"{spool}/USER ({mailbox_format})"
     password_file = passwd.passwd_path(config.cf_path, config.state_dir)
     passwd.read_entries(password_file)  # a malformed file stops us here, naming its line
     service = Pop3Service(
         hostname=config.hostname,
         verify=partial(_verify, password_file),
-        open_maildrop=spool_maildrops(spool, settings.mailbox_format),
+        open_maildrop=local_maildrops(spool, mailbox_format, maildir_template=local.maildir),
         tls_context=context_from_options(config.options),
         allow_plaintext_auth=settings.allow_plaintext_auth,
     )
-    return service, config, password_file
+    return Built(service, config, password_file, mailboxes)
 
 
 def _verify(password_file: Path, user: str, password: str) -> bool:
@@ -140,9 +158,8 @@ def _fail(message: str, code: ExitCode) -> None:
 @click.option(
     "--mailbox-format",
     type=click.Choice(["mbox", "maildir"]),
-    default="mbox",
-    show_default=True,
-    help="SPOOL/USER is an mbox file or a Maildir.",
+    help="mbox: SPOOL/USER; maildir: the cf's LocalMaildir (else SPOOL/USER/). "
+    "Default: maildir when the cf sets LocalMaildir, else mbox.",
 )
 @click.option(
     "--mailbox-dir",
@@ -156,15 +173,16 @@ def main(
     foreground: bool,
     pid_file: str | None,
     allow_plaintext_auth: bool,
-    mailbox_format: str,
+    mailbox_format: str | None,
     mailbox_dir: str | None,
 ) -> None:
     """Serve the local mailboxes over POP3 (RFC 1939, STLS, AUTH PLAIN)."""
     settings = Settings(cf_path, allow_plaintext_auth, mailbox_format, mailbox_dir)
     try:
-        service, config, password_file = build_service(settings)
+        built = build_service(settings)
     except ConfigError as error:
         _fail(str(error), ExitCode.CONFIG)
+    service, config = built.service, built.config
     listeners = [parse_address(text) for text in listen]
     listeners += [parse_address(text, implicit_tls=True) for text in pop3s]
     if not listeners:
@@ -179,7 +197,7 @@ def main(
         _fail(str(error), ExitCode.USAGE)
     except OSError as error:
         _fail(f"cannot listen: {error}", ExitCode.OSERR)
-    banner = _startup_lines(config, service, listeners, bound, password_file, settings)
+    banner = _startup_lines(built, listeners, bound, settings)
     if not foreground:
         for line in banner:
             click.echo(f"{PROGRAM}: {line}", err=True)
@@ -194,25 +212,24 @@ def main(
         for line in banner:
             click.echo(f"{PROGRAM}: {line}", err=True)
     try:
-        daemon.serve_until_stopped(lambda: build_service(settings)[0])
+        daemon.serve_until_stopped(lambda: build_service(settings).service)
     finally:
         if pid_file:
             Path(pid_file).unlink(missing_ok=True)
 
 
-def _startup_lines(config, service, listeners, bound, password_file, settings) -> list[str]:
+def _startup_lines(
+    built: Built, listeners: list[Listener], bound: list[tuple[str, int]], settings: Settings
+) -> list[str]:
     addresses = ", ".join(
         str(Listener(host, port, listener.implicit_tls))
         for listener, (host, port) in zip(listeners, bound, strict=True)
     )
     lines = []
-    if config.startup_note:
-        lines.append(config.startup_note)
-    lines.append(
-        f"mailboxes: {settings.mailbox_dir or config.mailbox_dir}/USER "
-        f"({settings.mailbox_format}); passwords: {password_file}"
-    )
-    if service.tls_context is None:
+    if built.config.startup_note:
+        lines.append(built.config.startup_note)
+    lines.append(f"mailboxes: {built.mailboxes}; passwords: {built.password_file}")
+    if built.service.tls_context is None:
         lines.append("no ServerCertFile/ServerKeyFile in the configuration: no STLS, no POP3S")
         if not settings.allow_plaintext_auth:
             lines.append("plaintext logins are refused without TLS: nobody can log in")

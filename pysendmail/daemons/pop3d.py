@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail import maildrop as maildrops
+from pysendmail.delivery.local import _expand_maildir as expand_maildir
+from pysendmail.delivery.local import lookup_user
+from pysendmail.delivery.prog import RunIdentity
 from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import (
     ApopSecret,
@@ -358,24 +361,40 @@ class _Conversation:
             self.daemon._swap_connection(self.sock, None)
 
 
-def spool_maildrops(
-    spool_dir: Path, mailbox_format: str = "mbox", lock_timeout: float = MAILBOX_LOCK_TIMEOUT
+def local_maildrops(
+    spool_dir: Path,
+    mailbox_format: str = "mbox",
+    *,
+    maildir_template: str | None = None,
+    lock_timeout: float = MAILBOX_LOCK_TIMEOUT,
+    user_lookup: Callable[[str], RunIdentity | None] = lookup_user,
 ) -> OpenMaildrop:
-    """Open `spool_dir/USER` as local delivery writes it: an mbox file, or a Maildir there.
+    """Open a user's mailbox where local delivery writes it.
 
+    mbox: `spool_dir/USER`. maildir: the `LocalMaildir` template local delivery uses
+    (`$z/Maildir`, for the user's home) when there is one, else `spool_dir/USER/`.
     The mbox locks are held while indexing and while committing only, so deliveries go
     on during a session and a commit keeps what they appended.
     """
     if mailbox_format not in ("mbox", "maildir"):
         raise ValueError(f"unknown mailbox format {mailbox_format!r}")
 
+    def maildir_of(user: str) -> Path:
+        if maildir_template is None:
+            return maildrops.mbox_path(spool_dir, user)
+        identity = user_lookup(user)
+        if identity is None:
+            raise maildrops.MailboxRefused(f"{user}: no such local user for {maildir_template}")
+        return expand_maildir(maildir_template, identity)
+
     def open_for(user: str) -> Maildrop:
-        path = maildrops.mbox_path(spool_dir, user)
         try:
             if mailbox_format == "maildir":
+                path = maildir_of(user)
                 if os.path.lexists(path) and not path.is_dir():
                     raise maildrops.MailboxRefused(f"{path}: not a Maildir")
                 return maildrops.MaildirMaildrop(path)
+            path = maildrops.mbox_path(spool_dir, user)
             if path.is_dir():
                 raise maildrops.MailboxRefused(f"{path}: a directory, not an mbox")
             return maildrops.MboxMaildrop(path, lock_timeout=lock_timeout)

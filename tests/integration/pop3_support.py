@@ -14,7 +14,7 @@ from pathlib import Path
 import trustme
 
 from pysendmail import maildrop
-from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, spool_maildrops
+from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
 
 PASSWORDS = {"alice": "alice pass", "bob": "bob-secret"}
 
@@ -93,7 +93,7 @@ def make_service(spool: Path, mailbox_format: str = "mbox", **changes) -> Pop3Se
     service = Pop3Service(
         hostname="pop.example.com",
         verify=verify,
-        open_maildrop=spool_maildrops(spool, mailbox_format, lock_timeout=2.0),
+        open_maildrop=local_maildrops(spool, mailbox_format, lock_timeout=2.0),
         allow_plaintext_auth=True,
         failed_login_delay=0.0,
     )

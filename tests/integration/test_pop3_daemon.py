@@ -4,12 +4,16 @@ pysendmail's own delivery code (mbox and Maildir)."""
 from __future__ import annotations
 
 import base64
+import os
 import poplib
 import socket
 import threading
 
 import pytest
 
+from pysendmail import maildrop
+from pysendmail.daemons.pop3d import local_maildrops
+from pysendmail.delivery.prog import RunIdentity
 from pysendmail.protocol.pop3 import crlf_message
 from tests.integration.pop3_support import PASSWORDS, message, running_pop3
 
@@ -338,3 +342,23 @@ def test_idle_session_is_closed_without_deleting(tmp_path):
         assert client.file.readline() == b""  # the server hung up on the idle client
         assert pop3.daemon.wait_idle(10)
         assert pop3.snapshot() == before
+
+
+def test_maildir_found_where_local_delivery_puts_it_by_its_template(tmp_path):
+    """With a LocalMaildir template ($z = the user's home), as delivery/local.py uses it."""
+    home = tmp_path / "home" / "alice"
+    home.mkdir(parents=True)
+    identity = RunIdentity("alice", os.getuid(), os.getgid(), str(home))
+    opener = local_maildrops(
+        tmp_path / "spool",
+        "maildir",
+        maildir_template="$z/Maildir",
+        user_lookup=lambda user: identity if user == "alice" else None,
+    )
+    with running_pop3(tmp_path, "maildir", open_maildrop=opener) as pop3:
+        maildrop.deliver_maildir(home / "Maildir", [message(1)])
+        client = pop3.login()
+        assert client.stat()[0] == 1
+        client.dele(1)
+        client.quit()
+        assert list((home / "Maildir" / "new").iterdir()) == []
