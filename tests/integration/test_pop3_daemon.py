@@ -4,6 +4,7 @@ pysendmail's own delivery code (mbox and Maildir)."""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import poplib
 import socket
@@ -14,6 +15,7 @@ import pytest
 from pysendmail import maildrop
 from pysendmail.daemons.pop3d import local_maildrops
 from pysendmail.delivery.prog import RunIdentity
+from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import crlf_message
 from tests.integration.pop3_support import PASSWORDS, message, running_pop3
 
@@ -206,7 +208,27 @@ def test_apop_is_not_offered_with_hashed_passwords(pop3):
     client.quit()
 
 
-def test_corrupt_mbox_says_sys_perm_and_is_left_untouched(tmp_path):
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_corrupt_mbox_says_sys_perm_is_logged_and_left_untouched(tmp_path):
+    collected = Collected()
+    daemon_logger = logging.getLogger(f"{LOGGER_NAME}.pop3d")
+    daemon_logger.addHandler(collected)
+    try:
+        corrupt_mbox_session(tmp_path)
+    finally:
+        daemon_logger.removeHandler(collected)
+    assert any("not an mbox" in line and "alice" in line for line in collected.lines)
+
+
+def corrupt_mbox_session(tmp_path):
     with running_pop3(tmp_path, "mbox") as pop3:
         garbage = b"\x00\x01 this is not an mbox\nFrom nowhere\n\xff\xfe" * 100
         pop3.mailbox("alice").write_bytes(garbage)
