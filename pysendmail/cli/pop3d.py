@@ -19,8 +19,8 @@ from pathlib import Path
 import click
 
 from pysendmail import log, passwd
+from pysendmail.config.cache import load_config
 from pysendmail.config.model import Config
-from pysendmail.config.translate import resolve_cf_path, translate
 from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.delivery.local import LocalSettings
@@ -77,7 +77,7 @@ class Built:
 
 
 def build_service(settings: Settings) -> Built:
-    config = translate(resolve_cf_path(settings.cf_path))
+    config = load_config(settings.cf_path)
     if config.errors:
         raise ConfigError("\n".join(str(diagnostic) for diagnostic in config.errors))
     # Where local delivery writes, by the same settings it reads.
