@@ -1,11 +1,13 @@
 """The POP3 daemon: sockets, threads, TLS, limits and signals around `protocol.pop3`.
 
 This module only moves bytes between sockets and `Pop3Session`s and carries out the
-events they return (send, pause, start TLS, close, log). It owns three things the
-session cannot: one session per maildrop at a time inside this process (fcntl locks do
-not exclude threads of one process), the connection limits, and the life cycle of the
-listeners (drain on stop, a new `Pop3Service` on reload). What a session may do, and
-with which mailbox and credentials, is all in the `Pop3Service` the caller builds.
+events they return (send, pause, start TLS, close, log). It owns what the session
+cannot: one session per maildrop at a time (the mailbox locks are held only while a
+session indexes and commits, so that deliveries go on meanwhile: the exclusion between
+sessions is kept here), the connection limits, the life cycle of the listeners (drain
+on stop, a new `Pop3Service` on reload), and where a user's mailbox is
+(`local_maildrops`, by local delivery's rules). What a session may do, and with which
+credentials, is all in the `Pop3Service` the caller builds.
 """
 
 from __future__ import annotations
