@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysendmail.errors import MailError, TempFailure
@@ -535,3 +535,26 @@ def test_failed_login_log_line_escapes_what_the_client_typed():
     events = h.events(f"AUTH PLAIN {token}\r\n".encode())
     (line,) = [e.message for e in events if isinstance(e, Log)]
     assert "\n" not in line and "evil\\nname" in line
+
+
+COMMAND_WORDS = st.sampled_from(
+    ["USER alice", "PASS secret pass", "PASS x", "STAT", "LIST", "LIST 2", "RETR 1", "RETR 0",
+     "TOP 1 0", "TOP 3 -1", "DELE 1", "DELE 9", "RSET", "UIDL", "NOOP", "CAPA", "STLS",
+     "AUTH PLAIN", "AUTH", "*", "APOP alice 0", "QUIT", "", "\0", "x" * 300]
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(COMMAND_WORDS.map(lambda w: w.encode() + b"\r\n"), st.binary(max_size=40)))
+)
+def test_any_input_gives_crlf_replies_and_never_raises(chunks):
+    h = Harness()
+    for chunk in chunks:
+        for event in h.events(chunk):
+            if isinstance(event, Send):
+                assert event.data.endswith(b"\r\n")
+                assert event.data[:1] in (b"+", b"-")
+    h.session.connection_lost()
+    assert len(h.maildrop.committed) <= 1
+    assert h.maildrop.closed <= 1
