@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import ssl
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +22,7 @@ from pysendmail import log, passwd
 from pysendmail.config.cache import load_config
 from pysendmail.config.model import Config
 from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
+from pysendmail.daemons.tls import context_from_options
 from pysendmail.delivery.local import LocalSettings
 from pysendmail.errors import ConfigError
 from pysendmail.sysexits import ExitCode
@@ -64,24 +64,6 @@ def default_listeners(config: Config, tls: bool) -> list[Listener]:
     if tls:
         listeners.append(Listener(host, ports[1], implicit_tls=True))
     return listeners
-
-
-def context_from_options(options) -> ssl.SSLContext | None:
-    """The server context of the cf's ServerCertFile/ServerKeyFile, or None without them.
-
-    Stands in for `daemons/tls.py`'s function of the same name (the SMTP daemon's, not
-    yet on main when this landed); to be replaced by it so both daemons share one.
-    """
-    cert, key = options.get("ServerCertFile"), options.get("ServerKeyFile")
-    if not cert or not key:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(cert), str(key))
-    except (OSError, ssl.SSLError) as error:
-        raise ConfigError(f"ServerCertFile={cert}, ServerKeyFile={key}: {error}") from error
-    return context
 
 
 @dataclass(frozen=True)
