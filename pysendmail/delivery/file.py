@@ -11,7 +11,6 @@ swallows the message. A full disk or quota defers; nothing half-written stays be
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from pysendmail.delivery.message import OutgoingMessage, with_return_path
@@ -45,12 +44,11 @@ def deliver_file(
     identity = identity_for(controlling_user, settings)
     owner = MailboxOwner(identity.uid, identity.gid) if identity is not None else None
     headers = with_return_path(message.headers, message.sender)
-    chunks = _message_chunks(message, headers)
     try:
         append_mbox(
             target,
             message.sender,
-            chunks,
+            message.open_with_headers(headers),
             owner=owner,
             received_at=message.received_at,
             lock_timeout=lock_timeout,
@@ -66,9 +64,6 @@ def deliver_file(
                 recipient, f"Can't create output: {err.text}", status="5.2.0", exit_code=73, **extra
             )
         return DeliveryResult.from_error(recipient, err, **extra)
+    except OSError as err:  # the df vanished or cannot be read: nothing written
+        return DeliveryResult.deferred(recipient, f"Deferred: {err}", status="4.3.0", **extra)
     return DeliveryResult.sent(recipient, **extra)
-
-
-def _message_chunks(message: OutgoingMessage, headers: bytes) -> Iterator[bytes]:
-    yield headers + b"\n"
-    yield from message.iter_body()

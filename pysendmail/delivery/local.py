@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,12 +130,12 @@ def _deliver_builtin(
             settings.spool_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         if settings.maildir:
             where = _expand_maildir(settings.maildir, identity)
-            deliver_maildir(where, _chunks(message, headers), owner=owner)
+            deliver_maildir(where, message.open_with_headers(headers), owner=owner)
         else:
             append_mbox(
                 mbox_path(settings.spool_dir, identity.user),
                 message.sender,
-                _chunks(message, headers),
+                message.open_with_headers(headers),
                 owner=owner,
                 received_at=message.received_at,
                 lock_timeout=settings.lock_timeout,
@@ -153,11 +153,6 @@ def _expand_maildir(template: str, identity: RunIdentity) -> Path:
     if template.startswith("~"):
         template = identity.home + template[1:]
     return Path(expand_word(template, {"z": identity.home, "u": identity.user}))
-
-
-def _chunks(message: OutgoingMessage, headers: bytes) -> Iterator[bytes]:
-    yield headers + b"\n"
-    yield from message.iter_body()
 
 
 def _deliver_by_program(

@@ -7,11 +7,13 @@ escaping (F=E), stripping the 8th bit (F=7) and the mailer's end of line (E=).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK_SIZE = 65536
 
@@ -59,6 +61,18 @@ class OutgoingMessage:
         else:
             yield from self.body()
 
+    def open_with_headers(self, headers: bytes, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """`headers`, the blank line, then the body, from a df file opened NOW: a writer
+        that consumes it after switching to a user's uid (a forked child) could not
+        open the queue's root-only df itself."""
+        first = [headers + b"\n"]
+        if isinstance(self.body, Path):
+            handle = open(self.body, "rb")  # noqa: SIM115 - closed by the generator
+            return itertools.chain(first, _read_and_close(handle, chunk_size))
+        if isinstance(self.body, bytes):
+            return itertools.chain(first, self.iter_body(chunk_size))
+        return itertools.chain(first, iter(self.body()))
+
     def iter_message(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Headers, the blank line, then the body."""
         yield self.headers + b"\n"
@@ -81,6 +95,12 @@ class OutgoingMessage:
         if _has_high_bit(self.headers):
             return True
         return any(_has_high_bit(chunk) for chunk in self.iter_body())
+
+
+def _read_and_close(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk
 
 
 _HIGH_BIT = re.compile(rb"[\x80-\xff]")

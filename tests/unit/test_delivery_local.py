@@ -218,3 +218,37 @@ def test_dev_null_and_relative_paths() -> None:
     assert deliver_file(message(), "/dev/null", "/dev/null", nobody(), ProgramSettings()).is_success
     relative = deliver_file(message(), "mbox", "mbox", nobody(), ProgramSettings())
     assert relative.is_permanent
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="switching uid needs root")
+def test_body_in_a_root_only_queue_is_read_before_switching_uid(
+    open_dir: Path, tmp_path: Path
+) -> None:
+    """The df file lives in a 0700 root-owned queue: the user's writer cannot open it, so
+    it is opened before the switch (mbox, Maildir and /file deliveries)."""
+    queue = tmp_path / "mqueue"
+    queue.mkdir(mode=0o700)
+    df = queue / "dfTEST"
+    df.write_bytes(BODY)
+    df.chmod(0o600)
+    queued = OutgoingMessage("<alice@example.com>", HEADERS, df, received_at=0)
+    [mbox] = deliver_local(queued, ["alice"], local_settings(open_dir))
+    assert mbox.is_success, mbox
+    assert (open_dir / "alice").read_bytes().endswith(b"\nline one\n>From line two\n\n")
+    (open_dir / "bob").mkdir()
+    os.chown(open_dir / "bob", NOBODY_UID, NOBODY_UID)
+    [maildir] = deliver_local(queued, ["bob"], local_settings(open_dir, maildir="$z/Maildir"))
+    assert maildir.is_success, maildir
+    [name] = os.listdir(open_dir / "bob" / "Maildir" / "new")
+    assert (open_dir / "bob" / "Maildir" / "new" / name).read_bytes().endswith(BODY)
+    target = open_dir / "archive"
+    filed = deliver_file(queued, target, "/archive", nobody(), ProgramSettings())
+    assert filed.is_success, filed
+    assert target.read_bytes().endswith(b"\nline one\n>From line two\n\n")
+
+
+def test_vanished_df_defers(open_dir: Path, tmp_path: Path) -> None:
+    gone = OutgoingMessage("<a@b>", HEADERS, tmp_path / "dfGONE")
+    [result] = deliver_local(gone, ["alice"], local_settings(open_dir))
+    assert result.is_temporary
+    assert not (open_dir / "alice").exists() or (open_dir / "alice").read_bytes() == b""
