@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def iter_compiled(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
     except sqlite3.Error as exc:
         raise ConfigError(f"{path}: not a compiled map ({exc})") from exc
@@ -253,9 +254,16 @@ class Map:
     _table: dict[str, str] | None = field(default=None, repr=False)
     _db: sqlite3.Connection | None = field(default=None, repr=False)
     _loaded: bool = field(default=False, repr=False)
+    # The daemons share one Map between threads: loading and every SQLite read hold this.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _ensure_loaded(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
 
     def _load(self) -> None:
-        self._loaded = True
         fresh = self.compiled is not None and self.source is not None
         if fresh and is_fresh(self.compiled, self.source):
             self._db = _connect(self.compiled)
@@ -303,10 +311,11 @@ class Map:
     def get(self, key: str) -> str | None:
         """The raw stored value for a key as given (no folding, no flags), or None."""
         if not self._loaded:
-            self._load()
+            self._ensure_loaded()
         if self._db is not None:
-            row = self._db.execute("SELECT value FROM map WHERE key = ?", (_encode(key),))
-            found = row.fetchone()
+            with self._lock:
+                row = self._db.execute("SELECT value FROM map WHERE key = ?", (_encode(key),))
+                found = row.fetchone()
             return _decode(found[0]) if found else None
         assert self._table is not None
         return self._table.get(key)
@@ -328,10 +337,11 @@ class Map:
         return self.lookup(key) is not None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        self._loaded = False
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            self._loaded = False
 
 
 def open_map(spec: MapSpec) -> Map:
@@ -394,18 +404,23 @@ class AliasTable:
     _parsed: AliasFile | None = field(default=None, repr=False)
     _compiled: Map | None = field(default=None, repr=False)
     _loaded: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _load(self) -> None:
-        self._loaded = True
         compiled = compiled_path(self.source)
-        if is_fresh(compiled, self.source) and self.source.exists():
+        if is_fresh(compiled, self.source):
             self._compiled = Map(str(self.source), "hash", MapFlags(), self.source, compiled)
             return
         self._parsed = read_aliases(self.source, is_local_domain=self.is_local_domain)
 
     def lookup(self, name: str) -> AliasEntry | None:
+        """The entry for a name; a ConfigError when neither file can be read (again at the
+        next lookup: a file that appears later is then used)."""
         if not self._loaded:
-            self._load()
+            with self._lock:
+                if not self._loaded:
+                    self._load()
+                    self._loaded = True
         key = name.lower()
         if self._parsed is not None:
             return self._parsed.entries.get(key)

@@ -146,3 +146,40 @@ def test_alias_table_from_source_then_from_compiled(tmp_path):
     assert compiled.lookup("devnull").targets[0].value == "|/bin/cat >/dev/null"
     assert compiled._compiled is not None  # answered from the compiled form
     assert compiled.lookup("nobody") is None
+
+
+def test_a_map_shared_between_threads(tmp_path):
+    import threading
+
+    source = tmp_path / "access"
+    source.write_text("".join(f"k{i} v{i}\n" for i in range(200)))
+    compile_source(source)
+    shared = open_map(spec(source))
+    wrong: list[str] = []
+
+    def look() -> None:
+        for i in range(200):
+            if shared.lookup(f"K{i}") != f"v{i}":
+                wrong.append(f"k{i}")
+
+    threads = [threading.Thread(target=look) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert shared._db is not None
+
+
+def test_a_missing_file_keeps_failing_and_recovers_when_it_appears(tmp_path):
+    missing = open_map(spec(tmp_path / "later"))
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            missing.lookup("x")
+    (tmp_path / "later").write_text("x found\n")
+    assert missing.lookup("x") == "found"
+    aliases = AliasTable(tmp_path / "aliases")
+    with pytest.raises(ConfigError):
+        aliases.lookup("a")
+    (tmp_path / "aliases").write_text("a: b\n")
+    assert aliases.lookup("a").targets[0].value == "b"
