@@ -414,6 +414,12 @@ class _Translator:
                     f"map {spec.name}: map class {spec.map_class} is not supported; "
                     "lookups in it find nothing",
                 )
+            elif spec.file and "-o" not in spec.flags and not _map_file_exists(spec.file):
+                self.warn(
+                    spec.location,
+                    f"map {spec.name}: neither {spec.file} nor a compiled form of it exists; "
+                    "lookups in it find nothing",
+                )
             maps[spec.name] = spec
         return maps
 
@@ -474,6 +480,16 @@ class _Translator:
             if option == name and value.strip() == str(raw):
                 return location
         return COMMAND_LINE
+
+
+def _map_file_exists(file: str) -> bool:
+    """The text source of a K line's file, or the compiled form makemap made of it."""
+    from pysendmail.config.compiled import compiled_path, source_path
+
+    try:
+        return source_path(file).exists() or compiled_path(file).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _diagnostic_order(diagnostic: Diagnostic) -> tuple[int, str, int, int]:

@@ -249,6 +249,21 @@ def test_constructs_pysendmail_does_not_support_are_reported(tmp_path: Path) -> 
     assert [rule.rhs for rule in config.rulesets["1"].rules] == ["$@ one", "$@ two"]
 
 
+def test_a_map_whose_file_is_missing_is_reported_unless_optional(tmp_path: Path) -> None:
+    (tmp_path / "present").write_text("key value\n")
+    cf = tmp_path / "maps.cf"
+    cf.write_text(
+        f"V10/Berkeley\nKhere hash {tmp_path}/present\nKgone hash {tmp_path}/gone\n"
+        f"Kmaybe hash -o {tmp_path}/gone\nKdb hash {tmp_path}/present.db\n"
+    )
+    config = translate(cf, hostname=HOST)
+    assert messages(config) == [
+        f"{cf}:3:1: warning: map gone: neither {tmp_path}/gone nor a compiled form of it "
+        "exists; lookups in it find nothing"
+    ]
+    assert set(config.maps) == {"here", "gone", "maybe", "db"}
+
+
 def test_daemon_options_parsing() -> None:
     spec = parse_daemon_options("Family=inet6, Name=MSA, Port=submission, Addr=::1, M=Ea", 0)
     assert (spec.family, spec.name, spec.port, spec.addr) == ("inet6", "MSA", 587, "::1")
