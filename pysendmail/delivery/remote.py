@@ -508,10 +508,24 @@ def _transaction(
             return
         outgoing, eight_bit = converted, converted.has_8bit()
     open_indices = state.open_indices()
+    size = _message_size(outgoing)
+    limit = client.esmtp_features.get("size", "").strip()
+    if size is not None and limit.isdigit() and 0 < int(limit) < size:
+        # the peer announced it would refuse it: bounce now rather than send it in vain
+        for index in open_indices:
+            state.results[index] = DeliveryResult.bounced(
+                state.recipients[index].address,
+                f"Message is too large; {limit} bytes max",
+                "5.3.4",
+                mailer=mailer_name,
+                relay=relay,
+                remote_mta=f"dns; {host}",
+                diagnostic_code=f"smtp; 552 5.3.4 Message is too large; {limit} bytes max",
+            )
+        _quit(client)
+        return
     sender = bare_sender(message.sender)
-    mail_cmd = f"MAIL FROM:<{sender}>" + _mail_params(
-        client, _message_size(outgoing), eight_bit, ret, envid
-    )
+    mail_cmd = f"MAIL FROM:<{sender}>" + _mail_params(client, size, eight_bit, ret, envid)
     rcpt_cmds = [
         f"RCPT TO:<{state.recipients[i].address}>" + _rcpt_params(client, state.recipients[i])
         for i in open_indices

@@ -602,3 +602,22 @@ def test_authinfo_values_and_keys() -> None:
     find = authinfo_lookup(table.get)
     assert find("smart.example.net", "192.0.2.10") == AuthInfo("net", "n")
     assert find("other.example", "198.51.100.1") == AuthInfo("default", "d")
+
+
+def test_message_over_the_peers_size_limit_bounces_without_sending(dns_server: DnsServer) -> None:
+    seen: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        buffer = bytearray()
+        greet_and_ehlo(conn, buffer, ["SIZE 100", "8BITMIME"])
+        seen.append(read_line(conn, buffer))
+        conn.sendall(b"221 bye\r\n")
+
+    server = ScriptedServer(script)
+    big = OutgoingMessage("<a@example.com>", b"Subject: big\n", b"z" * 500 + b"\n")
+    [result] = deliver_remote(
+        big, ["a@dest.test"], "[127.0.0.1]", settings(dns_server), mailer=esmtp(server.port)
+    )
+    server.join()
+    assert (result.outcome, result.status) == (Outcome.BOUNCED, "5.3.4")
+    assert seen == [b"QUIT"]
