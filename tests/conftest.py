@@ -25,6 +25,10 @@ def _find_fixtures() -> Path:
 
 
 FIXTURES_SRC = _find_fixtures()
+
+# No queue run started by a test (in this process or a child) may connect anywhere but
+# loopback, whatever a fixture's hosts file maps a name to (queue/service.py).
+os.environ.setdefault("PYSENDMAIL_LOOPBACK_ONLY", "1")
 PLACEHOLDER = b"@ORACLE@"
 
 

@@ -9,6 +9,8 @@ not define at all bounces as "No such mailer".
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from typing import IO, Any
 
 from pysendmail.config.model import Config
@@ -16,7 +18,7 @@ from pysendmail.delivery.local import LocalSettings
 from pysendmail.delivery.prog import ProgramSettings
 from pysendmail.delivery.remote import RemoteSettings
 from pysendmail.delivery.result import DeliveryResult
-from pysendmail.dns import Resolver, ResolverSettings
+from pysendmail.dns import DnsTempFailure, Resolver, ResolverSettings
 from pysendmail.log import MailLog
 from pysendmail.queue.deliverers import (
     FileDeliverer,
@@ -47,6 +49,43 @@ def store_for_config(config: Config) -> QueueStore:
     return QueueStore(queue_dir(config), fsync=super_safe not in ("false", "f", "no", "0"))
 
 
+LOOPBACK_ONLY_ENV = "PYSENDMAIL_LOOPBACK_ONLY"
+
+
+class LoopbackOnlyResolver:
+    """A resolver that answers only with loopback addresses (127.0.0.0/8, ::1).
+
+    Set PYSENDMAIL_LOOPBACK_ONLY=1 (the test suite does) and no queue run can open a
+    connection to any other address, whatever a fixture's hosts file says; recipients
+    elsewhere are deferred instead."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolver, name)
+
+    def resolve_mx(self, domain: str) -> Any:
+        settings = self._resolver.settings
+        if settings.uses_dns and not all(_is_loopback(s) for s in settings.nameservers or ["-"]):
+            raise DnsTempFailure(f"{domain}: no DNS outside this machine (loopback-only mode)")
+        return self._resolver.resolve_mx(domain)
+
+    def host_addresses(self, host: str) -> list[str]:
+        found = self._resolver.host_addresses(host)
+        kept = [a for a in found if _is_loopback(a)]
+        if not kept:
+            raise DnsTempFailure(f"{host}: not on this machine (loopback-only mode)")
+        return kept
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> dict[str, Deliverer]:
     program = ProgramSettings.from_config(config)
     found: dict[str, Deliverer] = {
@@ -59,6 +98,8 @@ def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> d
         if spec.path == "[IPC]" and name not in found:
             if remote is None:
                 resolver = resolver or Resolver(ResolverSettings.from_config(config))
+                if os.environ.get(LOOPBACK_ONLY_ENV):
+                    resolver = LoopbackOnlyResolver(resolver)  # type: ignore[assignment]
                 remote = RemoteSettings.from_config(config, resolver)
             found[name] = RemoteDeliverer(remote, spec)
     for name in config.mailers:

@@ -6,8 +6,11 @@ import json
 import os
 import shutil
 
+import pytest
+
 from pysendmail.config.translate import translate
 from pysendmail.delivery.result import DeliveryResult
+from pysendmail.dns import DnsTempFailure, ResolverSettings
 from pysendmail.queue import service
 from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.routing import LocalUser, Router
@@ -72,3 +75,30 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
     # The remote recipients wait, with sendmail's bookkeeping.
     left = sorted(p.name for p in queue_dir.iterdir())
     assert left == sorted(after["queue_files"])
+
+
+def test_loopback_only_mode_never_hands_out_another_address():
+    class Fixed:
+        settings = ResolverSettings(host_sources=("files",))
+
+        def host_addresses(self, host):
+            return {"far": ["192.0.2.41"], "near": ["127.0.0.1", "192.0.2.1"]}[host]
+
+        def resolve_mx(self, domain):
+            return ["mx"]
+
+    guarded = service.LoopbackOnlyResolver(Fixed())
+    assert guarded.host_addresses("near") == ["127.0.0.1"]
+    with pytest.raises(DnsTempFailure):
+        guarded.host_addresses("far")
+    assert guarded.resolve_mx("example.com") == ["mx"]  # no DNS in use: files only
+    Fixed.settings = ResolverSettings(host_sources=("dns",), nameservers=("10.0.0.1",))
+    with pytest.raises(DnsTempFailure):
+        guarded.resolve_mx("example.com")
+
+
+def test_the_test_suite_runs_in_loopback_only_mode(oracle_dir):
+    assert os.environ.get(service.LOOPBACK_ONLY_ENV)
+    config = translate(oracle_dir / "configs" / "office" / "office.cf", hostname="mail.example.com")
+    remote = service.deliverers_for_config(config)["esmtp"]
+    assert isinstance(remote.settings.resolver, service.LoopbackOnlyResolver)
