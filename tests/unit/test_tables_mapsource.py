@@ -205,3 +205,47 @@ def test_config_tables_of_the_office_config_are_clean_and_problems_are_found(ora
     found = {str(d) for d in check_config_tables(config)}
     assert f"{broken}/access:16:9: error: bad IPv6 address 'zz'" in found
     assert f"{broken}/aliases:21:13: error: missing colon" in found
+
+
+_LABELS = st.sampled_from(
+    ["a", "b1", "x-y", "org", "a", "b1", "ORG", "_z", "1", "-a", "a-", "9z", ""]
+)
+_DOMAINS = st.lists(_LABELS, min_size=1, max_size=4).map(".".join)
+_LOCALS = st.sampled_from(["", "u", "u.v", "u", "a_b", "u+x", "%1", ".u", "u.", "u v"])
+_KEYS = st.one_of(
+    st.tuples(st.sampled_from(["", "From:", "to:", "Connect:"]), _LOCALS, _DOMAINS).map(
+        lambda t: f"{t[0]}{t[1]}@{t[2]}"
+    ),
+    st.tuples(st.sampled_from(["", ".", "From:"]), _DOMAINS).map("".join),
+)
+_VALUES = st.one_of(
+    _KEYS,
+    st.sampled_from(["ok", "OK", "relay", "REJECT", "reject2", "%1", "%1@a.org", "u"]),
+    st.tuples(st.sampled_from(["smtp:", "esmtp:", "local:", "x y:"]), _DOMAINS).map(
+        lambda t: t[0] + t[1]
+    ),
+    _DOMAINS.map(lambda d: f"relay:[{d}]"),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from([MapKind.VIRTUSER, MapKind.MAILERTABLE, MapKind.GENERICS, MapKind.ACCESS]),
+    _KEYS,
+    _VALUES,
+)
+def test_the_fast_shapes_never_accept_what_the_grammar_refuses(kind, key, value):
+    from pysendmail.config.mapsource import _Checker, plainly_valid
+
+    if " " in key or not plainly_valid(kind, key, value):
+        return
+    checker = _Checker("src", kind)
+    (entry,) = parse_map_source(f"{key} {value}\n", "src", MapKind.PLAIN).entries
+    # Run the grammar path on its own, as if the fast path did not exist.
+    name = kind.value
+    key_tree = checker.parse(entry.key, f"{name}_key", 1, 1, "key")
+    value_tree = checker.parse(entry.value, f"{name}_value", 1, 1, "value")
+    assert key_tree is not None and value_tree is not None
+    getattr(checker, f"check_{name}_key")(key_tree, entry)
+    getattr(checker, f"check_{name}_value")(value_tree, entry)
+    assert checker.diagnostics == []
