@@ -31,9 +31,14 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
 
 def _init_aliases(inv: Invocation, out: TextIO, err: TextIO) -> int:
     """-bi / newaliases: rebuild the alias databases."""
+    import os
+
     from pysendmail.cli import admin, runtime
 
     config = runtime.load_config(inv)
+    if not runtime.may_administer(config, os.getuid()):
+        out.write("Permission denied\n")
+        return 64
     return int(admin.newaliases(config, out, err))
 
 

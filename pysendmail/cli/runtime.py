@@ -130,3 +130,20 @@ def take_in_submissions(config: Config) -> list[str]:
         return submit_context(config, inv)
 
     return handoff.take_in(queue_dir, handoff.submit_as_owner(context_for))
+
+
+def may_administer(config: Config, uid: int) -> bool:
+    """Whether the user may run the daemon, rebuild aliases or purge host status: root,
+    the TrustedUser, or (for aliases, as sendmail allows) a member of class t."""
+    import pwd
+
+    if uid == 0:
+        return True
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return False
+    trusted_user = str(config.option("TrustedUser", "root") or "root")
+    if name == trusted_user or str(uid) == trusted_user:
+        return True
+    return name in set(config.trusted_users) | set(config.classes.get("t", frozenset()))

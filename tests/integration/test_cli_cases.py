@@ -10,8 +10,6 @@ without home directories. The configuration cache goes to a temporary XDG_CACHE_
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import re
 import shutil
 import subprocess
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES_SRC, command, subprocess_env
+from tests.integration import cli_support
 from tests.integration.test_cli_submit_fixtures import mask
 
 CASES = {
@@ -63,22 +62,11 @@ QUEUE_CASES = [
     "t_resent",
     "t_group_syntax",
 ]
-FIXTURE_USERS = {"alice": 1001, "bob": 1002, "mallory": 1003}
 
 
-@pytest.fixture(scope="session")
-def fixture_users() -> None:
-    for name, uid in FIXTURE_USERS.items():
-        try:
-            pwd.getpwnam(name)
-            continue
-        except KeyError:
-            pass
-        if os.geteuid() != 0 or shutil.which("useradd") is None:
-            pytest.skip("the fixture users are absent and cannot be created here")
-        subprocess.run(
-            ["useradd", "-M", "-u", str(uid), "-s", "/usr/sbin/nologin", name], check=True
-        )
+# Every test here needs the records' users (alice, bob, mallory).
+fixture_users = cli_support.fixture_users
+pytestmark = pytest.mark.usefixtures("fixture_users")
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +96,7 @@ def expected_text(case: dict, key: str, oracle_dir: Path) -> bytes:
 
 
 @pytest.mark.parametrize("name", OUTPUT_CASES)
-def test_output_and_status_match_sendmail(name, oracle_dir, env, fixture_users):
+def test_output_and_status_match_sendmail(name, oracle_dir, env):
     case = CASES[name]
     result = run_case(case, oracle_dir, env)
     assert result.stdout == expected_text(case, "stdout", oracle_dir)
@@ -117,7 +105,7 @@ def test_output_and_status_match_sendmail(name, oracle_dir, env, fixture_users):
 
 
 @pytest.mark.parametrize("name", QUEUE_CASES)
-def test_submission_matches_sendmail(name, oracle_dir, env, fixture_users):
+def test_submission_matches_sendmail(name, oracle_dir, env):
     case = CASES[name]
     result = run_case(case, oracle_dir, env)
     assert result.stdout == expected_text(case, "stdout", oracle_dir)
@@ -153,7 +141,7 @@ def boxes(oracle_dir: Path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users, boxes):
+def test_odi_delivers_before_exiting(oracle_dir, env, boxes):
     case = CASES["submit_odi_local"]
     result = run_case(case, oracle_dir, env)
     assert (result.stdout, result.stderr, result.returncode) == (b"", b"", 0)
@@ -166,7 +154,7 @@ def test_odi_delivers_before_exiting(oracle_dir, env, fixture_users, boxes):
 
 
 @pytest.mark.parametrize("name", ["submit_odi_nosuchuser", "submit_odi_nosuchuser_oem"])
-def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture_users, boxes):
+def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, boxes):
     # -oep prints the error, -oem does not; both mail the report to the sender (bob, or
     # root whose alias is alice). The report's own text is the DSN builder's.
     case = CASES[name]
@@ -180,7 +168,7 @@ def test_odi_unknown_user_is_reported_and_bounced(name, oracle_dir, env, fixture
     assert human in got
 
 
-def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users, boxes):
+def test_q_delivers_what_odq_queued(oracle_dir, env, boxes):
     case = CASES["submit_odq_local"]
     assert run_case(case, oracle_dir, env).returncode == 0
     argv = [a.replace("@ORACLE@", str(oracle_dir)) for a in case["argv"]]
@@ -196,7 +184,7 @@ def test_q_delivers_what_odq_queued(oracle_dir, env, fixture_users, boxes):
     assert "Subject: oracle test message" in (boxes / "alice").read_text()
 
 
-def test_d0_1_prints_version_identity_then_test_mode(oracle_dir, env, fixture_users):
+def test_d0_1_prints_version_identity_then_test_mode(oracle_dir, env):
     # The "Compiled with:" words are what pysendmail has, not sendmail's build options;
     # $k is the node name of the machine (uname), which the records' machine had as FQDN.
     case = CASES["version_d0.1"]
@@ -207,7 +195,7 @@ def test_d0_1_prints_version_identity_then_test_mode(oracle_dir, env, fixture_us
     assert (result.stderr, result.returncode) == (b"", case["exit_code"])
 
 
-def test_bt_answers_on_stdin(oracle_dir, env, fixture_users):
+def test_bt_answers_on_stdin(oracle_dir, env):
     argv = ["-C", str(oracle_dir / "configs" / "office" / "office.cf"), "-bt"]
     result = subprocess.run(
         [*command("sendmail"), *argv], input=b"$j\n", capture_output=True, env=env, timeout=120
