@@ -74,6 +74,21 @@ def _safe_dir(directory: str) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
+def _nearest_existing_is_mine(directory: str) -> bool:
+    """Whether the closest existing ancestor of `directory` (itself included) is ours."""
+    current = os.path.abspath(directory)
+    while True:
+        try:
+            return os.stat(current).st_uid == os.geteuid()
+        except FileNotFoundError:
+            parent = os.path.dirname(current)
+            if parent == current:
+                return False
+            current = parent
+        except (OSError, ValueError):
+            return False
+
+
 def _cache_file(identity: str, directory: str) -> str:
     # A checksum only picks the file name; the identity inside the file is compared whole.
     digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
@@ -102,6 +117,8 @@ def _write_cache(path: str, identity: str, config: Config) -> None:
 
     stamps = [(source, _file_stamp(source)) for source in config.source_files]
     directory = os.path.dirname(path)
+    if not _nearest_existing_is_mine(directory):
+        return  # e.g. root with another user's HOME (sudo): leave their home alone
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not _safe_dir(directory):

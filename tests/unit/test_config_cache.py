@@ -134,3 +134,16 @@ def test_a_cached_load_imports_neither_lark_nor_the_translator(
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert first.stdout.split() == ["100000", "True", "True"]
     assert second.stdout.split() == ["100000", "False", "False"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
+def test_no_cache_is_written_into_a_home_that_is_not_ours(
+    office: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "someone"
+    home.mkdir()
+    os.chown(home, 4321, 4321)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    assert load_config(office / "office.cf", hostname=HOST).hostname == HOST
+    assert list(home.iterdir()) == []
