@@ -22,12 +22,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lark import Lark, Token, Tree
-from lark.exceptions import LarkError, UnexpectedInput
-
 from pysendmail.errors import ConfigError, Diagnostic, Location
 
 if TYPE_CHECKING:
+    from lark import Lark
+
     from pysendmail.config.model import Config
 
 GRAMMAR_PATH = Path(__file__).parent / "grammars" / "aliases.lark"
@@ -88,6 +87,10 @@ class AliasFile:
 
 @cache
 def _parser() -> Lark:
+    # lark is imported here, not at the top: a lookup in a compiled alias file needs none
+    # of it, and its import costs a `sendmail` process tens of milliseconds.
+    from lark import Lark
+
     return Lark(
         GRAMMAR_PATH.read_text(),
         parser="lalr",
@@ -141,8 +144,15 @@ def _is_continuation(line: str) -> bool:
 class _Reader:
     """Reads an aliases text as readaliases() does and collects entries and messages."""
 
-    def __init__(self, text: str, path: str, is_local_domain: Callable[[str], bool] | None) -> None:
+    def __init__(
+        self,
+        text: str,
+        path: str,
+        is_local_domain: Callable[[str], bool] | None,
+        check: bool = True,
+    ) -> None:
         self.path = path
+        self.check = check
         self.is_local_domain = is_local_domain
         self.lines = [line.removesuffix("\r") for line in text.split("\n")]
         if self.lines and self.lines[-1] == "":
@@ -210,7 +220,7 @@ class _Reader:
         if rhs.strip() == "":
             self.message(logical.first_line, f"{text[:40]}... missing value for alias")
             return
-        targets = self.targets(logical, colon)
+        targets = self.targets(logical, colon) if self.check else self._split_quick(logical, colon)
         key = local.lower()
         location = Location(self.path, logical.first_line, 1)
         if key in self.entries:
@@ -228,8 +238,12 @@ class _Reader:
 
     def targets(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
         text = logical.text
+        parser = _parser()
+        from lark import Token, Tree
+        from lark.exceptions import LarkError, UnexpectedInput
+
         try:
-            tree = _parser().parse(text)
+            tree = parser.parse(text)
         except UnexpectedInput as exc:
             location = logical.location(self.path, max(exc.pos_in_stream or colon, colon))
             self.diagnostics.append(
@@ -250,6 +264,17 @@ class _Reader:
             found.append(AliasTarget(written, kind, value, logical.location(self.path, start)))
         return tuple(found)
 
+    def _split_quick(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
+        """The targets without the grammar (no diagnostics): for lookups on the mail path."""
+        found, offset = [], colon + 1
+        for item in _split_commas(logical.text[colon + 1 :]):
+            start = logical.text.find(item, offset)
+            start = offset if start < 0 else start
+            kind, value = classify_target(item)
+            found.append(AliasTarget(item, kind, value, logical.location(self.path, start)))
+            offset = start + len(item)
+        return tuple(found)
+
     def _split_plainly(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
         found, offset = [], colon + 1
         for part in logical.text[colon + 1 :].split(","):
@@ -260,6 +285,36 @@ class _Reader:
                 found.append(AliasTarget(written, kind, value, logical.location(self.path, start)))
             offset += len(part) + 1
         return tuple(found)
+
+
+def _split_commas(text: str) -> list[str]:
+    """Items of a right-hand side: split at commas outside quotes, <> and (), trimmed,
+    empty ones dropped. (No groups: `:include:/x` holds a colon.)"""
+    items: list[str] = []
+    start, depth_angle, depth_paren, quoted, index = 0, 0, 0, False, 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        if quoted:
+            quoted = char != '"'
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            depth_paren += 1
+        elif char == ")" and depth_paren:
+            depth_paren -= 1
+        elif char == "<" and not depth_paren:
+            depth_angle += 1
+        elif char == ">" and depth_angle and not depth_paren:
+            depth_angle -= 1
+        elif char == "," and not (depth_angle or depth_paren):
+            items.append(text[start:index])
+            start = index + 1
+        index += 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
 
 
 def _legal_name(name: str) -> bool:
@@ -319,14 +374,20 @@ def _loop_diagnostics(path: str, entries: Mapping[str, AliasEntry]) -> list[Diag
 
 
 def parse_aliases(
-    text: str, path: str, *, is_local_domain: Callable[[str], bool] | None = None
+    text: str,
+    path: str,
+    *,
+    is_local_domain: Callable[[str], bool] | None = None,
+    check: bool = True,
 ) -> AliasFile:
     """Parse an aliases file's text. Never raises for bad content: see `messages`/`diagnostics`.
 
     `is_local_domain`, when given, lets a left-hand side `name@domain` be checked as
-    sendmail checks it (`cannot alias non-local names`).
+    sendmail checks it (`cannot alias non-local names`). With `check` off the targets are
+    split without the grammar (no diagnostics about them): the lookup path of a message,
+    which should not pay for building a parser.
     """
-    reader = _Reader(text, path, is_local_domain)
+    reader = _Reader(text, path, is_local_domain, check)
     reader.read()
     diagnostics = [*reader.diagnostics, *_loop_diagnostics(path, reader.entries)]
     return AliasFile(
@@ -339,7 +400,10 @@ def parse_aliases(
 
 
 def read_aliases(
-    path: str | os.PathLike[str], *, is_local_domain: Callable[[str], bool] | None = None
+    path: str | os.PathLike[str],
+    *,
+    is_local_domain: Callable[[str], bool] | None = None,
+    check: bool = True,
 ) -> AliasFile:
     """Read and parse an aliases file; a file that cannot be read is a ConfigError."""
     try:
@@ -347,7 +411,7 @@ def read_aliases(
     except OSError as exc:
         raise ConfigError(f"cannot open {path}: {exc.strerror}") from exc
     text = data.decode("utf-8", "surrogateescape")
-    return parse_aliases(text, os.fspath(path), is_local_domain=is_local_domain)
+    return parse_aliases(text, os.fspath(path), is_local_domain=is_local_domain, check=check)
 
 
 def include_diagnostics(

@@ -411,7 +411,7 @@ class AliasTable:
         if is_fresh(compiled, self.source):
             self._compiled = Map(str(self.source), "hash", MapFlags(), self.source, compiled)
             return
-        self._parsed = read_aliases(self.source, is_local_domain=self.is_local_domain)
+        self._parsed = read_aliases(self.source, is_local_domain=self.is_local_domain, check=False)
 
     def lookup(self, name: str) -> AliasEntry | None:
         """The entry for a name; a ConfigError when neither file can be read (again at the
@@ -428,7 +428,7 @@ class AliasTable:
         rhs = self._compiled.get(key)
         if rhs is None:
             return None
-        parsed = parse_aliases(f"{key}:{rhs}\n", str(self.source)).entries.get(key)
+        parsed = parse_aliases(f"{key}:{rhs}\n", str(self.source), check=False).entries.get(key)
         return parsed
 
 

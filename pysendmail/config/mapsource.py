@@ -27,12 +27,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
-
 from pysendmail.errors import ConfigError, Diagnostic, Location
 
 if TYPE_CHECKING:
+    from lark import Lark, Tree
+
     from pysendmail.config.model import Config
 
 GRAMMAR_PATH = Path(__file__).parent / "grammars" / "mapsource.lark"
@@ -204,6 +203,10 @@ def read_table(
 
 @cache
 def _parser() -> Lark:
+    # lark is imported here, not at the top: reading and looking up maps needs none of it,
+    # and its import costs a `sendmail` process tens of milliseconds.
+    from lark import Lark
+
     return Lark(
         GRAMMAR_PATH.read_text(),
         parser="lalr",
@@ -300,8 +303,12 @@ class _Checker:
         self.diagnostics.append(Diagnostic(Location(self.path, line, column), message, severity))
 
     def parse(self, text: str, rule: str, line: int, column: int, what: str) -> Tree | None:
+        parser = _parser()
+        from lark import Token
+        from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+
         try:
-            return _parser().parse(text, start=rule)
+            return parser.parse(text, start=rule)
         except UnexpectedCharacters as exc:
             at = column + exc.column - 1
             self.error(line, at, f"unexpected {text[exc.pos_in_stream :][:20]!r} in {what}")
@@ -334,9 +341,9 @@ class _Checker:
         if value_tree is not None:
             getattr(self, f"check_{kind}_value")(value_tree, entry)
 
-    # ---- access
+    # ---- access (a lark Token is a str, a Tree is not: `isinstance(t, str)` picks tokens)
     def check_access_key(self, tree: Tree, entry: MapEntry) -> None:
-        tokens = {t.type: t for t in tree.children if isinstance(t, Token)}
+        tokens = {t.type: t for t in tree.children if isinstance(t, str)}
         tag = tokens["TAG"].lower().rstrip(":") if "TAG" in tokens else ""
         target = tokens["WORD"]
         column = entry.location.column + target.start_pos
@@ -384,7 +391,7 @@ class _Checker:
 
     # ---- virtusertable
     def check_virtuser_key(self, tree: Tree, entry: MapEntry) -> None:
-        tokens = {t.type: t for t in tree.children if isinstance(t, Token)}
+        tokens = {t.type: t for t in tree.children if isinstance(t, str)}
         domain = tokens["DOMAIN"]
         if not is_domain(str(domain)) and not str(domain).startswith("["):
             self.error(
@@ -433,7 +440,7 @@ class _Checker:
     def check_mailertable_value(self, tree: Tree, entry: MapEntry) -> None:
         if tree.data == "error":
             return
-        tokens = [t for t in tree.children if isinstance(t, Token)]
+        tokens = [t for t in tree.children if isinstance(t, str)]
         mailer = str(tokens[0])
         host = str(tokens[1]) if len(tokens) > 1 else ""
         column = entry.value_column + len(mailer) + 1
@@ -450,7 +457,7 @@ class _Checker:
     # ---- genericstable, domaintable, authinfo
     def check_generics_key(self, tree: Tree, entry: MapEntry) -> None:
         for token in tree.children:
-            if isinstance(token, Token) and token.type == "DOMAIN" and not is_domain(token):
+            if isinstance(token, str) and token.type == "DOMAIN" and not is_domain(token):
                 self.error(
                     entry.location.line,
                     entry.location.column + token.start_pos,

@@ -187,3 +187,34 @@ def test_aliases_example_parses_clean():
     assert kinds == set(TargetKind)
     for name in ("postmaster", "root", "sales", "owner-sales", "team", "devnull", "archive"):
         assert aliases.lookup(name) is not None
+
+
+_RHS_PIECES = st.sampled_from(
+    [
+        "alice",
+        "bob@example.com",
+        '"|/bin/prog a,b"',
+        "/var/log/x",
+        ":include:/l",
+        " ",
+        ",",
+        "Bob <b@x.org>",
+        "c (Carol)",
+        "\t",
+        "error:5.1.1:550 gone",
+        "\\root",
+        '"a b"@x.org',
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_RHS_PIECES, min_size=1, max_size=8).map("".join))
+def test_the_quick_split_finds_the_targets_the_grammar_finds(rhs):
+    checked = parse_aliases(f"name: {rhs}\n", "a")
+    quick = parse_aliases(f"name: {rhs}\n", "a", check=False)
+    if checked.diagnostics or checked.lookup("name") is None:
+        return
+    assert [(t.text, t.kind) for t in quick.lookup("name").targets] == [
+        (t.text, t.kind) for t in checked.lookup("name").targets
+    ]
