@@ -20,7 +20,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from pysendmail.errors import MailError, TempFailure
@@ -60,38 +59,6 @@ class RecipientChecker(Protocol):
     def verify(self, address: str) -> VerifyResult: ...
 
     def expand(self, address: str) -> list[VerifyResult]: ...
-
-
-class HostsFile:
-    """A HostLookup that answers from a hosts(5) file only (ServiceSwitchFile `hosts files`)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.by_name: dict[str, str] = {}
-        self.by_addr: dict[str, str] = {}
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        for line in text.splitlines():
-            words = line.split("#", 1)[0].split()
-            if len(words) < 2:
-                continue
-            addr, names = words[0], words[1:]
-            self.by_addr.setdefault(addr, names[0])
-            for name in names:
-                self.by_name.setdefault(name.lower().rstrip("."), addr)
-
-    def resolve(self, domain: str) -> str:
-        return OK if domain.lower().rstrip(".") in self.by_name else PERM
-
-    def client_name(self, addr: str) -> tuple[str, str]:
-        name = self.by_addr.get(addr)
-        if name is None:
-            return f"[{addr}]", "FAIL"
-        # Forward-confirm, as sendmail does before it trusts a PTR name.
-        if self.by_name.get(name.lower()) != addr:
-            return name, "FORGED"
-        return name, "OK"
 
 
 # ---------------------------------------------------------------- the access db

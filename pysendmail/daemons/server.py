@@ -8,17 +8,119 @@ Owns the bridge from a translated `Config` (or, for tests, plain values) to the 
 
 from __future__ import annotations
 
-import pwd
+import logging
 import re
-import socket
+import ssl
+import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pysendmail.config.aliases import AliasFile, TargetKind, parse_include_list
+import dns.exception
+import dns.resolver
+import dns.reversename
+
+from pysendmail import passwd
+from pysendmail.config.compiled import open_map
 from pysendmail.config.macros import expand
-from pysendmail.errors import MailError, UserUnknown
-from pysendmail.policy import OK, PERM, TEMP, error_from_text, split_address
-from pysendmail.protocol.smtp import VerifyResult
+from pysendmail.config.model import Config, DaemonSpec
+from pysendmail.daemons.tls import context_from_options
+from pysendmail.dns import DnsTempFailure, HostNotFound, NullMx, Resolver, ResolverSettings
+from pysendmail.errors import MailError
+from pysendmail.log import MailLog
+from pysendmail.policy import (
+    OK,
+    PERM,
+    TEMP,
+    AccessDb,
+    HostLookup,
+    PerThreadLookup,
+    PolicyTables,
+    StockPolicy,
+)
+from pysendmail.protocol.smtp import ClientInfo, SessionSettings, SmtpPolicy, VerifyResult
+from pysendmail.queue.store import QueueStore
+from pysendmail.routing import FILE_MAILER, LOCAL_MAILER, PROG_MAILER, Expansion, Router
+
+log = logging.getLogger("pysendmail.smtpd")
+
+
+DEFAULT_RECEIVED = (
+    "$?sfrom $s $.$?_($?s$|from $.$_)\n"
+    "\t$.by $j ($v/$Z)$?r with $r$. id $i$?u\n"
+    "\tfor $u; $|;\n"
+    "\t$.$b"
+)
+
+
+def arpadate(when: float) -> str:
+    """`$b`: `Thu, 26 Nov 2026 11:06:32 GMT`, or with the numeric offset elsewhere."""
+    tm = time.localtime(when)
+    text = time.strftime("%a, ", tm) + str(tm.tm_mday) + time.strftime(" %b %Y %H:%M:%S", tm)
+    offset = (tm.tm_gmtoff or 0) // 60
+    if offset == 0:
+        return f"{text} GMT"
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    zone = f" ({tm.tm_zone})" if tm.tm_zone else ""
+    return f"{text} {sign}{offset // 60:02d}{offset % 60:02d}{zone}"
+
+
+@dataclass
+class SmtpService:
+    """Everything a connection needs; built from one Config and replaced whole on SIGHUP."""
+
+    settings: SessionSettings
+    policy: SmtpPolicy
+    store: QueueStore
+    hosts: HostLookup
+    macros: dict[str, str] = field(default_factory=dict)  # j, v, Z, w, m ... (unexpanded ok)
+    greeting_template: str = "$j Sendmail $v/$Z; $b"
+    received_template: str = DEFAULT_RECEIVED
+    tls_context: ssl.SSLContext | None = None
+    command_timeout: float = 3600.0
+    data_timeout: float = 3600.0
+    greet_pause: float = 0.0
+    greet_pause_for: Callable[[str], float] | None = None  # per client address, seconds
+    max_daemon_children: int = 0
+    connection_rate_throttle: int = 0
+    connection_rate_window: float = 60.0
+    etrn: Callable[[str], None] | None = None
+    on_queued: Callable[[str], None] | None = None
+    mail_log: MailLog = field(default_factory=MailLog)
+
+    @property
+    def hostname(self) -> str:
+        return self.settings.hostname
+
+    def settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
+        """The session settings as one daemon's M= modifiers change them."""
+        flags = daemon.modifiers if daemon is not None else frozenset()
+        settings = self.settings
+        changes: dict[str, object] = {"tls_available": self.tls_context is not None}
+        if "E" in flags:
+            changes["offer_etrn"] = False
+        if "a" in flags:
+            changes["auth_required"] = True
+        if "A" in flags:
+            changes["auth_mechanisms"] = ()
+        if "S" in flags or tls_on_connect:
+            changes["tls_available"] = False
+        return replace(settings, **changes)  # type: ignore[arg-type]
+
+    def greeting(self, client_macros: dict[str, str], now: float) -> str:
+        macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
+        return expand(self.greeting_template, macros)
+
+
+def client_macros(client: ClientInfo, addr_macro: str | None = None) -> dict[str, str]:
+    return {
+        "client_addr": client.addr if addr_macro is None else addr_macro,
+        "client_name": client.name if client.addr else "",
+        "client_resolve": client.resolve if client.addr else "",
+        "_": client.smtp_client,
+    }
 
 
 def load_help_topics(
@@ -52,153 +154,266 @@ def load_help_topics(
     return {topic: tuple(lines) for topic, lines in topics.items()}
 
 
-# ---------------------------------------------------------------- local recipients
+# ---------------------------------------------------------------- routing as the policy sees it
 
 
-class LocalRecipients:
-    """A RecipientChecker from the aliases file, the user database and the map errors.
+class RouterRecipients:
+    """The policy's RecipientChecker over routing's Router: RCPT, VRFY and EXPN answers."""
 
-    Local users are those with an alias or an account (`user_exists`, pwd by default);
-    a mailertable or virtusertable `error:` entry refuses its addresses with its own text.
-    """
-
-    def __init__(
-        self,
-        hostname: str,
-        local_domains: frozenset[str],
-        aliases: AliasFile | None = None,
-        lookup_mailertable: Callable[[str], str | None] | None = None,
-        lookup_virtuser: Callable[[str], str | None] | None = None,
-        user_exists: Callable[[str], bool] | None = None,
-    ) -> None:
+    def __init__(self, router: Router, hostname: str) -> None:
+        self.router = router
         self.hostname = hostname
-        self.local_domains = local_domains
-        self.aliases = aliases
-        self.lookup_mailertable = lookup_mailertable
-        self.lookup_virtuser = lookup_virtuser
-        self.user_exists = user_exists or _system_user_exists
 
-    def _local_part(self, address: str) -> str | None:
-        local, domain = split_address(address)
-        if domain is None or domain.lower().rstrip(".") in self.local_domains:
-            return local
-        return None
-
-    def _map_error(self, address: str) -> MailError | None:
-        local, domain = split_address(address)
-        if domain is None:
-            return None
-        domain = domain.lower().rstrip(".")
-        if self.lookup_virtuser is not None:
-            value = self.lookup_virtuser(f"{local}@{domain}") or self.lookup_virtuser(f"@{domain}")
-            if value and value.lower().startswith("error:"):
-                return _map_error_value(value)
-        if self.lookup_mailertable is not None:
-            labels = domain.split(".")
-            keys = [domain] + ["." + ".".join(labels[i:]) for i in range(1, len(labels))]
-            for key in keys:
-                value = self.lookup_mailertable(key)
-                if value:
-                    if value.lower().startswith("error:"):
-                        return _map_error_value(value)
-                    break
-        return None
-
-    def _exists(self, user: str) -> bool:
-        if self.aliases is not None and self.aliases.lookup(user) is not None:
-            return True
-        return self.user_exists(user.lower())
+    def _expansion(self, address: str) -> Expansion:
+        expansion = self.router.expand(address)
+        if not expansion.deliveries and expansion.errors:
+            error = expansion.errors[0].error
+            raise error if error is not None else MailError("User unknown", reply_code=550)
+        return expansion
 
     def check_recipient(self, address: str) -> None:
-        error = self._map_error(address)
-        if error is not None:
-            raise error
-        user = self._local_part(address)
-        if user is not None and not self._exists(user):
-            raise UserUnknown("User unknown")
+        self._expansion(address)
 
     def verify(self, address: str) -> VerifyResult:
-        error = self._map_error(address)
-        if error is not None:
-            raise error
-        user = self._local_part(address)
-        if user is None:
+        route = self.router.resolve(address)
+        if route.mailer != LOCAL_MAILER:
             return VerifyResult(address, local=False)
-        if not self._exists(user):
-            raise UserUnknown("User unknown")
-        return VerifyResult(f"{user}@{self.hostname}")
+        self._expansion(address)
+        return VerifyResult(f"{route.user}@{self.hostname}")
 
     def expand(self, address: str) -> list[VerifyResult]:
-        user = self._local_part(address)
-        entry = self.aliases.lookup(user) if (user is not None and self.aliases) else None
-        if entry is None:
-            return [self.verify(address)]
-        results: list[VerifyResult] = []
-        # sendmail lists an alias's own targets last-first, an :include: file's in order.
-        for target in reversed(entry.targets):
-            if target.kind is TargetKind.INCLUDE:
-                try:
-                    text = Path(target.value).read_text(encoding="utf-8", errors="replace")
-                except OSError:
-                    continue
-                results.extend(
-                    self._expanded(t.value) for t in parse_include_list(text, target.value)
-                )
-            elif target.kind is TargetKind.ADDRESS:
-                results.append(self._expanded(target.value))
+        results = []
+        for delivery in self._expansion(address).deliveries:
+            if delivery.mailer == LOCAL_MAILER:
+                results.append(VerifyResult(f"{delivery.user}@{self.hostname}"))
+            elif delivery.mailer in (PROG_MAILER, FILE_MAILER):
+                results.append(VerifyResult(delivery.user))
             else:
-                results.append(VerifyResult(target.text, local=True))
+                results.append(VerifyResult(delivery.address or delivery.user, local=False))
         return results
 
-    def _expanded(self, address: str) -> VerifyResult:
-        user = self._local_part(address)
-        if user is None:
-            return VerifyResult(address, local=False)
-        return VerifyResult(f"{user}@{self.hostname}")
+
+# ---------------------------------------------------------------- host names
 
 
-def _map_error_value(value: str) -> MailError:
-    """`error:5.1.2:550 text` (mailertable) or `error:nouser 550 5.1.1 text` (virtusertable)."""
-    rest = value.split(":", 1)[1]
-    match = re.match(r"(\d\.\d{1,3}\.\d{1,3}):(.*)", rest, re.DOTALL)
-    if match:
-        return error_from_text(match.group(2), match.group(1))
-    words = rest.split(None, 1)
-    if words and not words[0][:1].isdigit():
-        rest = words[1] if len(words) > 1 else ""
-    match = re.match(r"([245]\d\d)\s+(\d\.\d{1,3}\.\d{1,3})\s+(.*)", rest, re.DOTALL)
-    if match:
-        return error_from_text(f"{match.group(1)} {match.group(3)}", match.group(2))
-    return error_from_text(rest)
+class ResolverHosts:
+    """A HostLookup over dns.Resolver (MX/A for sender domains) plus PTR for clients."""
 
-
-def _system_user_exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return False
-    return True
-
-
-class SystemHosts:
-    """A HostLookup through the system resolver (used when no hosts-only switch is set)."""
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        settings = resolver.settings
+        self._reverse: dict[str, str] = {}
+        for name, addrs in settings.hosts.items():
+            for addr in addrs:
+                self._reverse.setdefault(addr, name)
+        self._dns: dns.resolver.Resolver | None = None
+        if settings.uses_dns:
+            if settings.nameservers:
+                ptr = dns.resolver.Resolver(configure=False)
+                ptr.nameservers = list(settings.nameservers)
+            else:
+                ptr = dns.resolver.Resolver()
+            ptr.port = settings.port
+            ptr.lifetime = settings.timeout
+            self._dns = ptr
 
     def resolve(self, domain: str) -> str:
         try:
-            socket.getaddrinfo(domain.rstrip("."), None)
-        except socket.gaierror as error:
-            if error.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11)):
-                return TEMP
+            self.resolver.resolve_mx(domain)
+        except NullMx:
+            return OK
+        except HostNotFound:
             return PERM
+        except DnsTempFailure:
+            return TEMP
+        except MailError:
+            return OK  # an MX list that points back here: the domain exists
         return OK
 
+    def _forward_confirms(self, name: str, addr: str) -> bool:
+        try:
+            return addr in self.resolver.host_addresses(name)
+        except MailError:
+            return False
+
     def client_name(self, addr: str) -> tuple[str, str]:
-        try:
-            name = socket.gethostbyaddr(addr)[0]
-        except (socket.herror, OSError):
-            return f"[{addr}]", "FAIL"
-        try:
-            addrs = {info[4][0] for info in socket.getaddrinfo(name, None)}
-        except socket.gaierror:
-            return name, "FORGED"
-        return (name, "OK") if addr in addrs else (name, "FORGED")
+        sources = self.resolver.settings.host_sources
+        for source in sources:
+            name = None
+            if source == "files":
+                name = self._reverse.get(addr)
+            elif source == "dns" and self._dns is not None:
+                try:
+                    answer = self._dns.resolve(dns.reversename.from_address(addr), "PTR")
+                    name = str(answer[0].target).rstrip(".")
+                except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                    name = None
+                except (dns.exception.DNSException, ValueError):
+                    return f"[{addr}]", "TEMP"
+            if name:
+                return (name, "OK") if self._forward_confirms(name, addr) else (name, "FORGED")
+        return f"[{addr}]", "FAIL"
+
+
+# ---------------------------------------------------------------- from a Config
+
+
+def _rules_text(config: Config, *names: str) -> str:
+    texts = []
+    for name in names:
+        ruleset = config.rulesets.get(name)
+        if ruleset is not None:
+            texts.extend(f"{rule.lhs}\t{rule.rhs}" for rule in ruleset.rules)
+    return "\n".join(texts)
+
+
+def map_lookup(config: Config, name: str) -> Callable[[str], str | None] | None:
+    """A thread-safe lookup function for the cf's map `name`, or None without one."""
+    spec = config.maps.get(name)
+    if spec is None or spec.file is None:
+        return None
+    return PerThreadLookup(lambda: open_map(spec))
+
+
+def policy_tables(config: Config) -> PolicyTables:
+    """What a stock cf's FEATUREs mean for the connect/MAIL/RCPT decisions."""
+    rcpt_rules = _rules_text(config, "Rcpt_ok", "Basic_check_rcpt", "check_rcpt")
+    mail_rules = _rules_text(config, "Basic_check_mail", "check_mail")
+    hostname = config.hostname
+    return PolicyTables(
+        hostname=hostname,
+        local_domains=frozenset(d.lower().rstrip(".") for d in config.local_host_names)
+        | {hostname.lower()},
+        relay_domains=frozenset(d.lower().rstrip(".") for d in config.relay_domains),
+        access=AccessDb(map_lookup(config, "access")),
+        blocklist_recipients="SearchList <+ To>" in rcpt_rules,
+        accept_unresolvable_domains=bool(mail_rules) and "does not exist" not in mail_rules,
+        accept_unqualified_senders=bool(mail_rules)
+        and "Domain name required for sender" not in mail_rules,
+    )
+
+
+def _privacy(config: Config) -> frozenset[str]:
+    value = config.option("PrivacyOptions", ()) or ()
+    words = value.replace(",", " ").split() if isinstance(value, str) else list(value)  # type: ignore[union-attr]
+    return frozenset(str(w).lower() for w in words)
+
+
+def _int_option(config: Config, name: str, default: int = 0) -> int:
+    value = config.option(name, default)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def session_settings(config: Config, *, tls: bool, auth: bool) -> SessionSettings:
+    macros = dict(config.macros)
+    auth_options = config.option("AuthOptions", ()) or ()
+    auth_flags = "".join(auth_options) if not isinstance(auth_options, str) else auth_options
+    help_file = config.option("HelpFile")
+    return SessionSettings(
+        hostname=config.hostname,
+        version=macros.get("v", "8.17.1.9"),
+        max_message_size=_int_option(config, "MaxMessageSize"),
+        max_recipients=_int_option(config, "MaxRecipientsPerMessage"),
+        max_header_length=_int_option(config, "MaxHeadersLength", 32768),
+        max_hop_count=_int_option(config, "MaxHopCount", 25),
+        privacy=_privacy(config),
+        tls_available=tls,
+        auth_mechanisms=("PLAIN", "LOGIN") if auth else (),
+        # AUTH PLAIN/LOGIN in clear only when AuthOptions is set and lacks `p`.
+        auth_without_tls=bool(auth_options) and "p" not in auth_flags,
+        help_topics=load_help_topics(str(help_file) if help_file else None, macros),
+    )
+
+
+def _greet_pause(config: Config, access: AccessDb) -> Callable[[str], float] | None:
+    """FEATURE(greet_pause): `GreetPause:` access entries, else the feature's default (ms)."""
+    rules = _rules_text(config, "greet_pause")
+    if not rules:
+        return None
+    default = 0
+    for number in re.findall(r"\$#\s*(\d+)", rules):
+        default = int(number)
+
+    def pause(addr: str) -> float:
+        found = access.address("GreetPause", addr) if addr else None
+        milliseconds = default
+        if found is not None and found.strip().isdigit():
+            milliseconds = int(found.strip())
+        return milliseconds / 1000.0
+
+    return pause
+
+
+def _etrn_runner(config: Config) -> Callable[[str], None]:
+    def start(node: str) -> None:
+        from pysendmail.queue.runner import RunFilter
+        from pysendmail.queue.service import runner_for_config
+
+        def run() -> None:
+            try:
+                domain = node.lstrip("@#")
+                runner_for_config(config).run([RunFilter("R", "@" + domain)])
+            except Exception as error:  # a failed queue run must not hurt the session
+                log.warning("ETRN %s: queue run failed: %s", node, error)
+
+        threading.Thread(target=run, name=f"etrn-{node}", daemon=True).start()
+
+    return start
+
+
+def service_from_config(
+    config: Config,
+    *,
+    store: QueueStore | None = None,
+    hosts: HostLookup | None = None,
+    router: Router | None = None,
+    mail_log: MailLog | None = None,
+    resolver_settings: ResolverSettings | None = None,
+) -> SmtpService:
+    """The SmtpService a configuration describes (the parts may be injected by tests)."""
+    from pysendmail.queue.service import store_for_config
+
+    tls_context = context_from_options(config.options)
+    password_file = passwd.passwd_path(config.cf_path, config.state_dir)
+    has_passwords = password_file.exists()
+    tables = policy_tables(config)
+    if hosts is None:
+        settings = resolver_settings or ResolverSettings.from_config(config)
+        hosts = ResolverHosts(Resolver(settings))
+    recipients = RouterRecipients(router or Router(config), config.hostname)
+
+    def authenticate(user: str, password: str) -> bool:
+        return passwd.verify(user, password, path=password_file)
+
+    policy = StockPolicy(
+        tables, recipients, hosts, authenticator=authenticate if has_passwords else None
+    )
+    received = next(
+        (h.value for h in config.headers if h.name.lower() == "received"), DEFAULT_RECEIVED
+    )
+    return SmtpService(
+        settings=session_settings(config, tls=tls_context is not None, auth=has_passwords),
+        policy=policy,
+        store=store or store_for_config(config),
+        hosts=hosts,
+        macros=dict(config.macros),
+        greeting_template=str(config.option("SmtpGreetingMessage") or "$j Sendmail $v/$Z; $b"),
+        received_template=received,
+        tls_context=tls_context,
+        command_timeout=float(_int_option(config, "Timeout.command", 3600)),
+        data_timeout=float(_int_option(config, "Timeout.datablock", 3600)),
+        greet_pause_for=_greet_pause(config, tables.access),
+        max_daemon_children=_int_option(config, "MaxDaemonChildren"),
+        connection_rate_throttle=_int_option(config, "ConnectionRateThrottle"),
+        connection_rate_window=float(_int_option(config, "ConnectionRateWindowSize", 60)),
+        etrn=_etrn_runner(config),
+        mail_log=mail_log or MailLog(),
+    )
+
+
+def daemon_specs(config: Config) -> tuple[DaemonSpec, ...]:
+    """The configured daemons, or sendmail's default: an MTA on port 25, all addresses."""
+    return config.daemons or (DaemonSpec(name="MTA", port=25, addr=""),)

@@ -32,17 +32,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 from pysendmail.config.macros import expand
-from pysendmail.config.model import DaemonSpec
+from pysendmail.config.model import Config, DaemonSpec
+from pysendmail.daemons.server import (
+    SmtpService,
+    arpadate,
+    client_macros,
+    daemon_specs,
+    service_from_config,
+)
 from pysendmail.daemons.tls import tls_version_macros
 from pysendmail.errors import MailError, QueueError
 from pysendmail.headers import Header, header_from_lines
-from pysendmail.log import MailLog
-from pysendmail.policy import HostLookup
 from pysendmail.protocol.replies import Reply
 from pysendmail.protocol.smtp import (
     BodyChunk,
@@ -54,92 +59,16 @@ from pysendmail.protocol.smtp import (
     MessageStart,
     Output,
     SessionSettings,
-    SmtpPolicy,
     SmtpSession,
     StartTLS,
 )
-from pysendmail.queue.store import Draft, QueueStore
+from pysendmail.queue.store import Draft
 
 log = logging.getLogger("pysendmail.smtpd")
 
 RECV_SIZE = 64 * 1024
 # Read what is already waiting (sendmail's "is input pending" check), up to this much.
 MAX_PENDING_READ = 1024 * 1024
-DEFAULT_RECEIVED = (
-    "$?sfrom $s $.$?_($?s$|from $.$_)\n"
-    "\t$.by $j ($v/$Z)$?r with $r$. id $i$?u\n"
-    "\tfor $u; $|;\n"
-    "\t$.$b"
-)
-
-
-def arpadate(when: float) -> str:
-    """`$b`: `Thu, 26 Nov 2026 11:06:32 GMT`, or with the numeric offset elsewhere."""
-    tm = time.localtime(when)
-    text = time.strftime("%a, ", tm) + str(tm.tm_mday) + time.strftime(" %b %Y %H:%M:%S", tm)
-    offset = (tm.tm_gmtoff or 0) // 60
-    if offset == 0:
-        return f"{text} GMT"
-    sign = "-" if offset < 0 else "+"
-    offset = abs(offset)
-    zone = f" ({tm.tm_zone})" if tm.tm_zone else ""
-    return f"{text} {sign}{offset // 60:02d}{offset % 60:02d}{zone}"
-
-
-@dataclass
-class SmtpService:
-    """Everything a connection needs; built from one Config and replaced whole on SIGHUP."""
-
-    settings: SessionSettings
-    policy: SmtpPolicy
-    store: QueueStore
-    hosts: HostLookup
-    macros: dict[str, str] = field(default_factory=dict)  # j, v, Z, w, m ... (unexpanded ok)
-    greeting_template: str = "$j Sendmail $v/$Z; $b"
-    received_template: str = DEFAULT_RECEIVED
-    tls_context: ssl.SSLContext | None = None
-    command_timeout: float = 3600.0
-    data_timeout: float = 3600.0
-    greet_pause: float = 0.0
-    max_daemon_children: int = 0
-    connection_rate_throttle: int = 0
-    connection_rate_window: float = 60.0
-    etrn: Callable[[str], None] | None = None
-    on_queued: Callable[[str], None] | None = None
-    mail_log: MailLog = field(default_factory=MailLog)
-
-    @property
-    def hostname(self) -> str:
-        return self.settings.hostname
-
-    def settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
-        """The session settings as one daemon's M= modifiers change them."""
-        flags = daemon.modifiers if daemon is not None else frozenset()
-        settings = self.settings
-        changes: dict[str, object] = {"tls_available": self.tls_context is not None}
-        if "E" in flags:
-            changes["offer_etrn"] = False
-        if "a" in flags:
-            changes["auth_required"] = True
-        if "A" in flags:
-            changes["auth_mechanisms"] = ()
-        if "S" in flags or tls_on_connect:
-            changes["tls_available"] = False
-        return replace(settings, **changes)  # type: ignore[arg-type]
-
-    def greeting(self, client_macros: dict[str, str], now: float) -> str:
-        macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
-        return expand(self.greeting_template, macros)
-
-
-def client_macros(client: ClientInfo, addr_macro: str | None = None) -> dict[str, str]:
-    return {
-        "client_addr": client.addr if addr_macro is None else addr_macro,
-        "client_name": client.name if client.addr else "",
-        "client_resolve": client.resolve if client.addr else "",
-        "_": client.smtp_client,
-    }
-
 
 # ---------------------------------------------------------------- one connection
 
@@ -532,8 +461,11 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.connections.add(connection)
         try:
             early = False
-            if service.greet_pause > 0:
-                ready, _, _ = select.select([sock], [], [], service.greet_pause)
+            pause = service.greet_pause
+            if service.greet_pause_for is not None:
+                pause = service.greet_pause_for(addr)
+            if pause > 0:
+                ready, _, _ = select.select([sock], [], [], pause)
                 early = bool(ready)
             connection.run(early)
         finally:
@@ -608,9 +540,16 @@ class SmtpServer:
 
 
 def serve_stdio(
-    service: SmtpService, instream: BinaryIO, outstream: BinaryIO, user: str | None = None
+    config: Config | SmtpService,
+    instream: BinaryIO,
+    outstream: BinaryIO,
+    user: str | None = None,
 ) -> int:
-    """`sendmail -bs`: one SMTP session on a pair of binary streams; the exit status."""
+    """`sendmail -bs`: one SMTP session on a pair of binary streams; the exit status.
+
+    `instream` must have a file descriptor (stdin, a pipe, a socket): input that is
+    already waiting when HELO/EHLO or DATA is read is sendmail's protocol error."""
+    service = config if isinstance(config, SmtpService) else service_from_config(config)
     if user is None:
         import pwd
 
@@ -679,29 +618,43 @@ def serve_until_signalled(
 
 
 def run_daemon(
-    service: SmtpService,
-    daemons: tuple[DaemonSpec, ...],
-    *,
+    config: Config,
     foreground: bool,
-    pid_file: str | None = None,
-    rebuild: Callable[[], SmtpService] | None = None,
+    *,
+    rebuild: Callable[[], Config] | None = None,
     argv: list[str] | None = None,
+    service: SmtpService | None = None,
 ) -> int:
-    """`-bd` (foreground False: detach) and `-bD`: listen, serve, drain on SIGTERM."""
-    server = SmtpServer(service, daemons)  # bind before detaching, so errors are seen
+    """`-bd` (foreground False: detach, as sendmail does) and `-bD`.
+
+    Binds every DaemonPortOptions listener before detaching (so a busy port is reported
+    to the caller), writes PidFile, serves until SIGTERM/SIGINT and drains; SIGHUP calls
+    `rebuild` (default: translate the same cf again) and serves new connections with it.
+    Returns the exit status."""
+    server = SmtpServer(service or service_from_config(config), daemon_specs(config))
     if not foreground:
         detach()
+    pid_file = config.option("PidFile")
     if pid_file:
         try:
-            write_pid_file(pid_file, argv or sys.argv)
+            write_pid_file(str(pid_file), argv or sys.argv)
         except OSError as error:
             log.warning("cannot write pid file %s: %s", pid_file, error)
+            pid_file = None
+
+    def rebuild_service() -> SmtpService:
+        if rebuild is not None:
+            return service_from_config(rebuild())
+        from pysendmail.config.translate import translate
+
+        return service_from_config(translate(config.cf_path, hostname=config.hostname))
+
     try:
-        serve_until_signalled(server, rebuild)
+        serve_until_signalled(server, rebuild_service)
     finally:
         if pid_file:
             try:
-                os.unlink(pid_file)
+                os.unlink(str(pid_file))
             except OSError:
                 pass
     return 0

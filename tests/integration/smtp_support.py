@@ -19,9 +19,8 @@ import trustme
 from pysendmail.config.model import DaemonSpec
 from pysendmail.daemons.smtpd import SmtpServer, SmtpService
 from pysendmail.daemons.tls import server_context
-from pysendmail.policy import HostsFile
 from pysendmail.queue.store import QueueStore
-from tests.unit.smtp_office import HOSTNAME, office_policy, office_settings
+from tests.unit.smtp_office import HOSTNAME, office_hosts, office_policy, office_settings
 
 PASSWORDS = {"alice": "wonderland-42"}
 # office.cf's SmtpGreetingMessage
@@ -132,7 +131,7 @@ def make_service(
         ),
         policy=policy,
         store=QueueStore(queue_dir),
-        hosts=HostsFile(oracle_dir / "configs" / "office" / "hosts"),
+        hosts=office_hosts(oracle_dir),
         macros={"v": "8.17.1.9", "Z": "8.17.1.9/pysendmail"},
         greeting_template=OFFICE_GREETING,
         tls_context=context,

@@ -1,66 +1,69 @@
 """The fixture `office` configuration as the SMTP session and policy see it, for tests.
 
-Until the config translator and routing land, this reads the few facts the replay needs
-straight from the fixture folder (class w, class R, the access, mailertable and
-virtusertable maps through tables' `open_source_map`, the aliases through config's
-parser) and answers "does this local user exist" from the fixture's user list (alice,
-bob, mallory and the system users, as the README says existed when the records were
-made) instead of this machine's passwd.
+The cf is translated by config's `translate`, recipients are answered by routing's
+`Router` and host names by dns.py's resolver (office's service.switch says `hosts files`,
+so only its hosts file is read). The one thing replaced is the user database: the users
+the fixture README says existed when the records were made (alice, bob, mallory and
+the usual system users), instead of this machine's passwd.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pysendmail.config.aliases import read_aliases
-from pysendmail.config.compiled import open_source_map
-from pysendmail.daemons.server import LocalRecipients, load_help_topics
-from pysendmail.policy import AccessDb, HostsFile, PerThreadLookup, PolicyTables, StockPolicy
+from pysendmail.config.model import Config
+from pysendmail.config.translate import translate
+from pysendmail.daemons.server import (
+    ResolverHosts,
+    RouterRecipients,
+    policy_tables,
+    session_settings,
+)
+from pysendmail.dns import Resolver, ResolverSettings
+from pysendmail.policy import StockPolicy
 from pysendmail.protocol.smtp import ClientInfo, SessionSettings
+from pysendmail.routing import LocalUser, Router
 
 HOSTNAME = "mail.example.com"
-USERS = frozenset({"alice", "bob", "mallory", "root", "nobody", "mail", "daemon"})
+USERS = {
+    name: LocalUser(name, uid, uid, f"/home/{name}")
+    for name, uid in (("alice", 1001), ("bob", 1002), ("mallory", 1003))
+}
+USERS.update(
+    {
+        name: LocalUser(name, uid, uid, "/")
+        for name, uid in (("root", 0), ("daemon", 1), ("mail", 8), ("nobody", 65534))
+    }
+)
+
+_CONFIGS: dict[Path, Config] = {}
 
 
-def _names(path: Path) -> frozenset[str]:
-    words = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            words.append(line.lower())
-    return frozenset(words)
+def office_config(oracle_dir: Path) -> Config:
+    cf = oracle_dir / "configs" / "office" / "office.cf"
+    if cf not in _CONFIGS:
+        _CONFIGS[cf] = translate(cf, hostname=HOSTNAME)
+    return _CONFIGS[cf]
+
+
+def office_hosts(oracle_dir: Path) -> ResolverHosts:
+    config = office_config(oracle_dir)
+    return ResolverHosts(Resolver(ResolverSettings.from_config(config)))
 
 
 def office_policy(oracle_dir: Path) -> StockPolicy:
-    office = oracle_dir / "configs" / "office"
-    local = _names(office / "local-host-names") | {"localhost", HOSTNAME}
-    tables = PolicyTables(
-        hostname=HOSTNAME,
-        local_domains=local,
-        relay_domains=_names(office / "relay-domains"),
-        access=AccessDb(PerThreadLookup(lambda: open_source_map(office / "access"))),
-        blocklist_recipients=True,
-    )
-    recipients = LocalRecipients(
-        HOSTNAME,
-        local,
-        aliases=read_aliases(office / "aliases"),
-        lookup_mailertable=PerThreadLookup(lambda: open_source_map(office / "mailertable")),
-        lookup_virtuser=PerThreadLookup(lambda: open_source_map(office / "virtusertable")),
-        user_exists=USERS.__contains__,
-    )
-    return StockPolicy(tables, recipients, HostsFile(office / "hosts"))
+    config = office_config(oracle_dir)
+    router = Router(config, users=USERS.get)
+    recipients = RouterRecipients(router, config.hostname)
+    return StockPolicy(policy_tables(config), recipients, office_hosts(oracle_dir))
 
 
 def office_settings(oracle_dir: Path, **overrides: object) -> SessionSettings:
-    office = oracle_dir / "configs" / "office"
-    macros = {"v": "8.17.1.9", "Z": "8.17.1.9/Debian-2+deb12u2", "j": HOSTNAME}
-    values: dict[str, object] = {
-        "hostname": HOSTNAME,
+    """The office cf's session settings; CHUNKING and SMTPUTF8 off, as sendmail has neither."""
+    config = office_config(oracle_dir)
+    values = {
+        **session_settings(config, tls=False, auth=False).__dict__,
         "greeting": f"{HOSTNAME} Sendmail 8.17.1.9; (masked)",
-        "max_message_size": 100000,
-        "privacy": frozenset({"authwarnings"}),
-        "help_topics": load_help_topics(office / "helpfile", macros),
         "chunking": False,
         "smtputf8": False,
     }
@@ -69,9 +72,8 @@ def office_settings(oracle_dir: Path, **overrides: object) -> SessionSettings:
 
 
 def office_client(oracle_dir: Path, addr: str) -> ClientInfo:
-    hosts = HostsFile(oracle_dir / "configs" / "office" / "hosts")
-    name, resolve = hosts.client_name(addr)
+    name, resolve = office_hosts(oracle_dir).client_name(addr)
     return ClientInfo(addr=addr, name=name, resolve=resolve)
 
 
-__all__ = ["office_client", "office_policy", "office_settings"]
+__all__ = ["office_client", "office_config", "office_policy", "office_settings"]
