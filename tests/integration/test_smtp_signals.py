@@ -40,15 +40,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(port: int, process: subprocess.Popen) -> None:
+def wait_for(port: int, pid: Path, process: subprocess.Popen) -> None:
+    """Until the daemon answers on its port and has written its pid file."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            if pid.exists() and pid.read_text().endswith("\n"):
+                return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise AssertionError("daemon did not start")
 
 
@@ -66,7 +69,7 @@ def daemon(oracle_dir, tmp_path):
         text=True,
     )
     try:
-        wait_for(port, process)
+        wait_for(port, pid, process)
         yield port, queue, pid, process
     finally:
         if process.poll() is None:
