@@ -164,7 +164,79 @@ def version_block(inv: Invocation) -> str:
     return "".join(lines) + version_lines(_world_of(config, None)) + "\n"
 
 
+def _smtp_daemon(foreground: bool) -> Runner:
+    """-bd (detached) and -bD (foreground): the SMTP daemon; with -q<time> a queue runner
+    process beside it that also takes in what users handed over."""
+
+    def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
+        import os
+
+        from pysendmail.cli import runtime
+
+        try:
+            from pysendmail.daemons.smtpd import run_daemon, service_from_config  # noqa: F401
+        except ImportError as exc:
+            raise Unavailable(inv.mode) from exc
+        config = runtime.load_config(inv)
+        if not runtime.may_administer(config, os.getuid()):
+            out.write("Permission denied\n")
+            return 64
+        if inv.queue_run is not None and inv.queue_run.interval is not None:
+            _start_queue_runner(inv)
+        out.flush()
+        return int(run_daemon(config, foreground, argv=inv.source_argv))
+
+    return run
+
+
+def _start_queue_runner(inv: Invocation) -> None:
+    """The daemon's -q<time>: a detached process running the queue at that interval."""
+    import os
+
+    if os.fork():
+        return
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    status = 0
+    try:
+        queue_inv = Invocation(program=inv.program, source_argv=inv.source_argv)
+        queue_inv.config_file = inv.config_file
+        queue_inv.settings = list(inv.settings)
+        queue_inv.macros = dict(inv.macros)
+        queue_inv.queue_run = inv.queue_run
+        queue_inv.mode = cli.MODE_QUEUE_RUN
+        import io
+
+        status = _queue_run(queue_inv, io.StringIO(), io.StringIO())
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _smtp_stdio(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bs: one SMTP session on standard input and output."""
+    import sys
+
+    from pysendmail.cli import runtime
+
+    try:
+        from pysendmail.daemons.smtpd import serve_stdio, service_from_config  # noqa: F401
+    except ImportError as exc:
+        raise Unavailable(inv.mode) from exc
+    config = runtime.load_config(inv)
+    out.flush()
+    status = serve_stdio(config, sys.stdin.buffer, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return int(status)
+
+
 _RUNNERS: dict[str, Runner] = {
+    cli.MODE_DAEMON: _smtp_daemon(False),
+    cli.MODE_FOREGROUND_DAEMON: _smtp_daemon(True),
+    cli.MODE_SMTP: _smtp_stdio,
     cli.MODE_TEST: _test_mode,
     cli.MODE_QUEUE_RUN: _queue_run,
     cli.MODE_PRINT_QUEUE: _print_queue,
