@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pysendmail import maildrop
 from pysendmail.maildrop import (
@@ -477,3 +479,37 @@ def test_mailbox_shared_with_sendmails_mail_local(open_dir: Path) -> None:
     for number, text in enumerate(texts, start=1):
         assert f"Subject: {number}".encode() in text
         assert text.rstrip(b"\0\n").endswith(b"\nend")
+
+
+# ---------------------------------------------------------------- writer and reader agree
+
+BODY_LINES = st.sampled_from(
+    ["From me", "", ">From", "From", "x" * 80, ".", "\r", "From  two spaces", "é ü"]
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(BODY_LINES, max_size=6), min_size=1, max_size=6), st.integers(1, 9))
+def test_what_append_mbox_writes_the_reader_gives_back(
+    bodies: list[list[str]], chunk_size: int
+) -> None:
+    """Every message comes back as written, except that `From ` at a line start reads
+    `>From ` (mbox's escaping) and lines end in LF; sizes count CRLF for POP3."""
+    with tempfile.TemporaryDirectory() as folder:
+        box = Path(folder) / "alice"
+        expected = []
+        for number, lines in enumerate(bodies):
+            message = f"Subject: {number}\n\n" + "".join(line + "\n" for line in lines)
+            raw = message.encode()
+            append_mbox(box, f"s{number}@example.com", chunks(raw, chunk_size))
+            stored = raw.replace(b"\r\n", b"\n")
+            expected.append(
+                b"\n".join(
+                    b">" + line if line.startswith(b"From ") else line
+                    for line in stored.split(b"\n")
+                )
+            )
+        with open_maildrop(box) as drop:
+            assert [drop.read(r.number) for r in drop.messages] == expected
+            for ref, data in zip(drop.messages, expected, strict=True):
+                assert ref.wire_size == len(data) + data.count(b"\n") - data.count(b"\r\n")
