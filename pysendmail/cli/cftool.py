@@ -173,12 +173,20 @@ def translate_command(cf_path: str | None, hostname: str | None, as_json: bool) 
 @cli.command("check")
 @_cf_option
 @_hostname_option
-def check_command(cf_path: str | None, hostname: str | None) -> None:
+@click.option(
+    "--tables", is_flag=True, help="also check the alias files and map sources the cf names"
+)
+def check_command(cf_path: str | None, hostname: str | None, tables: bool) -> None:
     """Print each problem as file:line:col: message; exit 78 when one is an error."""
     config = _load(cf_path, hostname)
-    for diagnostic in config.diagnostics:
+    problems = list(config.diagnostics)
+    if tables:
+        from pysendmail.config.mapsource import check_config_tables
+
+        problems += check_config_tables(config)
+    for diagnostic in problems:
         click.echo(str(diagnostic))
-    if config.errors:
+    if any(diagnostic.severity == "error" for diagnostic in problems):
         sys.exit(ExitCode.CONFIG)
 
 

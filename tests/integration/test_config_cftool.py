@@ -72,6 +72,17 @@ def test_check_with_warnings_only_exits_0(tmp_path: Path, capsys) -> None:
     assert status == 0 and "warning" in out
 
 
+def test_check_tables_reads_the_alias_files_the_cf_names(tmp_path: Path, capsys) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("postmaster: root\nthis line has no colon\n")
+    cf = tmp_path / "aliased.cf"
+    cf.write_text(f"V10/Berkeley\nO AliasFile={aliases}\n")
+    assert run(capsys, "check", "-C", str(cf), "--hostname", HOST) == (0, "", "")
+    status, out, _ = run(capsys, "check", "-C", str(cf), "--hostname", HOST, "--tables")
+    assert status == 78
+    assert out.splitlines() == [f"{aliases}:2:23: error: missing colon"]
+
+
 def test_check_of_a_missing_cf_exits_78(tmp_path: Path, capsys) -> None:
     status, _, err = run(capsys, "check", "-C", str(tmp_path / "none.cf"))
     assert status == 78
