@@ -28,7 +28,7 @@ CASES = {
 }
 
 # Every case whose parts exist and need nothing but the recorded input. Left out, and why:
-# version_d0.1 and bs_* (-d0.1 text and -bs: the rules and smtp parts), bh (host status),
+# version_d0.1 and bs_* (their own tests below: masked dates and build words), bh (host status),
 # queue_run_q and bp_four_queued* (they start from sendmail's queue: see the queue tests),
 # newaliases_argv0 (its alias file: see the tables tests), submit_odi_* and
 # t_to_cc_bcc_deliver (immediate delivery through the fixture's mailer), untrusted_*
@@ -203,3 +203,14 @@ def test_bt_answers_on_stdin(oracle_dir, env):
     assert result.returncode == 0
     assert result.stdout.startswith(b"ADDRESS TEST MODE (ruleset 3 NOT automatically invoked)\n")
     assert b"mail.example.com\n" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["bs_eof", "bs_pipelined_errors"])
+def test_bs_speaks_smtp_on_stdin(name, oracle_dir, env):
+    # Everything is written at once (a pipe), as in the records; only the greeting's date
+    # differs from run to run.
+    case = CASES[name]
+    result = run_case(case, oracle_dir, env)
+    want = expected_text(case, "stdout", oracle_dir).decode()
+    assert mask(result.stdout.decode(), "-") == mask(want, "-")
+    assert (result.stderr, result.returncode) == (b"", case["exit_code"])
