@@ -18,6 +18,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,8 @@ class Pop3Daemon:
         self._users_in_session: set[str] = set()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
-        self._stop_requested = threading.Event()
-        self._reload_requested = threading.Event()
+        self._stop_requested = False  # set from signal handlers: plain flags, no locks
+        self._reload_requested = False
 
     # ------------------------------------------------------------ life cycle
 
@@ -188,29 +189,32 @@ class Pop3Daemon:
         self.service = service
 
     def request_stop(self) -> None:
-        """Safe in a signal handler: `serve_until_stopped` drains and returns."""
-        self._stop_requested.set()
+        """Safe in a signal handler (sets a flag, takes no lock): `serve_until_stopped`
+        drains and returns."""
+        self._stop_requested = True
 
     def request_reload(self) -> None:
-        """Safe in a signal handler: `serve_until_stopped` calls its `reload` callback."""
-        self._reload_requested.set()
-        self._stop_requested.set()
+        """Safe in a signal handler: `serve_until_stopped` calls its `reloader`."""
+        self._reload_requested = True
 
-    def serve_until_stopped(self, reloader=None, drain_timeout: float = 30.0) -> None:
-        """Wait for `request_stop`; honour `request_reload` with `reloader()` meanwhile."""
-        while True:
-            self._stop_requested.wait()
-            self._stop_requested.clear()
-            if self._reload_requested.is_set():
-                self._reload_requested.clear()
+    def serve_until_stopped(
+        self, reloader: Callable[[], Pop3Service] | None = None, drain_timeout: float = 30.0
+    ) -> None:
+        """Wait for `request_stop`; honour `request_reload` with `reloader()` meanwhile.
+
+        The flags are polled: a signal handler that took a lock (Event.set) could
+        deadlock against the main thread holding that same lock when the signal came.
+        """
+        while not self._stop_requested:
+            time.sleep(SHUTDOWN_POLL_INTERVAL)
+            if self._reload_requested:
+                self._reload_requested = False
                 if reloader is not None:
                     try:
                         self.reload(reloader())
                         logger.info("configuration reloaded")
                     except Exception as error:  # a bad new config keeps the old one running
                         logger.error("reload failed, keeping the running configuration: %s", error)
-                continue
-            break
         self.shutdown(drain_timeout)
 
     def shutdown(self, drain_timeout: float = 30.0) -> None:

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 
 import pytest
 import trustme
@@ -72,6 +73,19 @@ class Running:
         return code
 
 
+def wait_for_greeting(port: int, prefix: bytes, attempts: int = 100) -> bool:
+    """The daemon reloads in its own time after SIGHUP: ask new sessions until one greets
+    with `prefix` (True), or give up after `attempts` tries (False)."""
+    for _ in range(attempts):
+        client = poplib.POP3("127.0.0.1", port, timeout=10)
+        greeting = client.getwelcome()
+        client.quit()
+        if greeting.startswith(prefix):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def client_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -99,7 +113,10 @@ def test_daemon_serves_stls_and_pop3s_reloads_on_hup_and_stops_on_term(site, ca,
         client.dele(1)
         client.quit()
 
+        # SIGHUP: the edited cf (a new $j) is read again; new sessions greet with it.
+        cf.write_text(cf.read_text().replace("Djmail.example.com", "Djpop.example.org"))
         daemon.process.send_signal(signal.SIGHUP)
+        assert wait_for_greeting(daemon.port, b"+OK pop.example.org ")
         secure = poplib.POP3_SSL(
             "127.0.0.1", daemon.pop3s_port, context=client_context(ca), timeout=10
         )
