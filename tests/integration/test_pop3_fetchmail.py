@@ -34,7 +34,19 @@ def fetch(pop3: Pop3Fixture, folder: Path, *, keep: bool) -> subprocess.Complete
     )
     rcfile.chmod(0o600)
     return subprocess.run(
-        [FETCHMAIL, "-f", str(rcfile), "--nodetach", "-v", "--idfile", str(folder / "ids")],
+        # Its own pid file: as root fetchmail would use /var/run/fetchmail.pid, shared
+        # with any other fetchmail (or test run) on the machine.
+        [
+            FETCHMAIL,
+            "-f",
+            str(rcfile),
+            "--nodetach",
+            "-v",
+            "--idfile",
+            str(folder / "ids"),
+            "--pidfile",
+            str(folder / "fetchmail.pid"),
+        ],
         env=dict(os.environ, HOME=str(folder)),
         capture_output=True,
         text=True,
