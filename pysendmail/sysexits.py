@@ -26,5 +26,6 @@ class ExitCode(IntEnum):
         return self in _TEMPORARY
 
 
-# sendmail treats these as "try again later" when a mailer exits with them.
-_TEMPORARY = frozenset({ExitCode.TEMPFAIL, ExitCode.OSERR, ExitCode.IOERR, ExitCode.CANTCREAT})
+# sendmail queues a recipient again only when its mailer exits with one of these
+# (deliver.c's markfailure); every other non-zero code bounces.
+_TEMPORARY = frozenset({ExitCode.TEMPFAIL, ExitCode.IOERR, ExitCode.OSERR})

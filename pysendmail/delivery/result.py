@@ -42,16 +42,14 @@ _SYSEXIT_MESSAGES: dict[ExitCode, tuple[int, str, str]] = {
     ExitCode.CONFIG: (554, "5.3.5", "Local configuration error"),
 }
 
-# sendmail queues a recipient again only for these mailer exit codes (deliver.c's
-# markfailure); every other non-zero code bounces.
-_REQUEUE_EXITS = frozenset({ExitCode.TEMPFAIL, ExitCode.IOERR, ExitCode.OSERR})
+_KNOWN_EXITS = frozenset(int(member) for member in ExitCode)
 
 
 def exit_outcome(code: int) -> Outcome:
     """How sendmail treats a mailer that exited with `code`."""
     if code == 0:
         return Outcome.SENT
-    if code in _REQUEUE_EXITS:
+    if code in _KNOWN_EXITS and ExitCode(code).is_temporary:
         return Outcome.DEFERRED
     return Outcome.BOUNCED
 

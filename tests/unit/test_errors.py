@@ -17,4 +17,7 @@ def test_config_error_names_file_line_and_column():
 
 def test_tempfail_exit_codes_are_temporary():
     assert ExitCode.TEMPFAIL.is_temporary
+    assert ExitCode.IOERR.is_temporary and ExitCode.OSERR.is_temporary
     assert not ExitCode.NOUSER.is_temporary
+    # sendmail bounces on a mailer's EX_CANTCREAT: only 75, 74 and 71 are queued again.
+    assert not ExitCode.CANTCREAT.is_temporary
