@@ -76,6 +76,9 @@ class PerThreadLookup:
         self._local = threading.local()
 
     def __call__(self, key: str) -> str | None:
+        return self.lookup(key)
+
+    def lookup(self, key: str) -> str | None:
         current = getattr(self._local, "map", None)
         if current is None:
             current = self._local.map = self._factory()

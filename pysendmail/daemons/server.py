@@ -22,9 +22,16 @@ import dns.resolver
 import dns.reversename
 
 from pysendmail import passwd
-from pysendmail.config.compiled import open_map
+from pysendmail.config.compiled import (
+    FILE_MAP_CLASSES,
+    Map,
+    compiled_path,
+    is_fresh,
+    open_map,
+    source_path,
+)
 from pysendmail.config.macros import expand
-from pysendmail.config.model import Config, DaemonSpec
+from pysendmail.config.model import Config, DaemonSpec, MapSpec
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.dns import DnsTempFailure, HostNotFound, NullMx, Resolver, ResolverSettings
 from pysendmail.errors import MailError
@@ -267,12 +274,23 @@ def _rules_text(config: Config, *names: str) -> str:
     return "\n".join(texts)
 
 
+def shared_map(spec: MapSpec) -> PerThreadLookup | Map:
+    """A map every daemon thread may use: read from its source once and shared, or,
+    when a compiled (SQLite) form is in use, one connection per thread."""
+    file = spec.file or ""
+    if spec.map_class.lower() != "text" and is_fresh(compiled_path(file), source_path(file)):
+        return PerThreadLookup(lambda: open_map(spec))
+    table = open_map(spec)
+    table.lookup("")  # load it now, in one thread; afterwards it is a read-only dict
+    return table
+
+
 def map_lookup(config: Config, name: str) -> Callable[[str], str | None] | None:
     """A thread-safe lookup function for the cf's map `name`, or None without one."""
     spec = config.maps.get(name)
     if spec is None or spec.file is None:
         return None
-    return PerThreadLookup(lambda: open_map(spec))
+    return shared_map(spec).lookup
 
 
 def policy_tables(config: Config) -> PolicyTables:
@@ -383,7 +401,15 @@ def service_from_config(
     if hosts is None:
         settings = resolver_settings or ResolverSettings.from_config(config)
         hosts = ResolverHosts(Resolver(settings))
-    recipients = RouterRecipients(router or Router(config), config.hostname)
+    if router is None:
+        # Map objects are not shared between threads (lazy loading, SQLite connections):
+        # the router gets one per thread, like the access map.
+        maps: dict[str, PerThreadLookup | Map] = {}
+        for name, spec in config.maps.items():
+            if spec.map_class.lower() in FILE_MAP_CLASSES | {"text"} and spec.file:
+                maps[name] = shared_map(spec)
+        router = Router(config, maps=maps)
+    recipients = RouterRecipients(router, config.hostname)
 
     def authenticate(user: str, password: str) -> bool:
         return passwd.verify(user, password, path=password_file)

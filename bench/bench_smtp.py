@@ -1,0 +1,238 @@
+"""SMTP load benchmark: accepted messages per second into the durable queue, and latency.
+
+    python bench/bench_smtp.py                      # start pysendmail's daemon and measure it
+    python bench/bench_smtp.py --target 127.0.0.1:2525   # measure any server already running
+    python bench/bench_smtp.py --quick              # smaller runs, for a smoke test
+
+Scenarios (the issue's): 5,000 messages of 4 KB over 20 concurrent sessions with 1 and
+with 10 messages per session, and 1,000 messages over 1 session. Each message counts from
+MAIL FROM to the 250 after the final dot, which pysendmail sends only once the qf/df are
+fsynced. The load comes from several processes, each with its own asyncio loop, so the
+client is not the bottleneck. The daemon runs in its own process with the fixture office
+cf (queue in a temporary directory on the same disk, SuperSafe on); its resident memory is
+also read with 1,000 idle sessions open.
+
+To compare with sendmail, run it on another loopback port (queue-only: `-odq`, and
+`Listen=1024` in its DaemonPortOptions, high QueueLA/RefuseLA) and pass --target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent.parent / "shared" / "fixtures" / "sendmail-8.17"
+BODY_SIZE = 4096
+
+DAEMON = """
+import sys
+from pysendmail.config.model import Overrides
+from pysendmail.config.translate import translate
+from pysendmail.daemons.smtpd import run_daemon
+cf, port, queue, pid = sys.argv[1:5]
+options = {"DaemonPortOptions": f"Name=MTA, Port={port}, Addr=127.0.0.1",
+           "QueueDirectory": queue, "PidFile": pid, "MaxMessageSize": "0"}
+config = translate(cf, Overrides(options=options), hostname="mail.example.com")
+sys.exit(run_daemon(config, True))
+"""
+
+
+def message(number: int) -> bytes:
+    head = (
+        f"From: Alice <alice@example.com>\r\nTo: Postmaster <postmaster@example.com>\r\n"
+        f"Subject: bench {number}\r\nMessage-Id: <bench-{number}@example.com>\r\n\r\n"
+    ).encode()
+    line = b"x" * 76 + b"\r\n"
+    body = line * ((BODY_SIZE - len(head)) // len(line))
+    return head + body + b".\r\n"
+
+
+async def _reply(reader: asyncio.StreamReader) -> bytes:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed")
+        if line[3:4] != b"-":
+            return line
+
+
+async def _expect(reader: asyncio.StreamReader, code: bytes) -> None:
+    line = await _reply(reader)
+    if not line.startswith(code):
+        raise RuntimeError(f"expected {code!r}, got {line!r}")
+
+
+async def _session(host: str, port: int, numbers: list[int], latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    await _expect(reader, b"220")
+    writer.write(b"EHLO bench.example.net\r\n")
+    await _expect(reader, b"250")
+    for number in numbers:
+        started = time.perf_counter()
+        writer.write(b"MAIL FROM:<alice@example.com>\r\n")
+        await _expect(reader, b"250")
+        writer.write(b"RCPT TO:<postmaster@example.com>\r\n")
+        await _expect(reader, b"250")
+        writer.write(b"DATA\r\n")
+        await _expect(reader, b"354")
+        writer.write(message(number))
+        await _expect(reader, b"250")
+        latencies.append(time.perf_counter() - started)
+    writer.write(b"QUIT\r\n")
+    await _reply(reader)
+    writer.close()
+
+
+async def _worker_main(host: str, port: int, batches: list[list[int]], concurrency: int) -> list[float]:
+    latencies: list[float] = []
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+
+    async def lane() -> None:
+        while not queue.empty():
+            await _session(host, port, queue.get_nowait(), latencies)
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return latencies
+
+
+def _worker(args: tuple[str, int, list[list[int]], int]) -> list[float]:
+    return asyncio.run(_worker_main(*args))
+
+
+def run_load(host: str, port: int, total: int, sessions: int, per_session: int) -> dict:
+    numbers = list(range(total))
+    batches = [numbers[i : i + per_session] for i in range(0, total, per_session)]
+    processes = min(4, sessions)
+    lanes = [sessions // processes + (1 if i < sessions % processes else 0) for i in range(processes)]
+    shares: list[list[list[int]]] = [[] for _ in range(processes)]
+    for index, batch in enumerate(batches):
+        shares[index % processes].append(batch)
+    started = time.perf_counter()
+    with multiprocessing.Pool(processes) as pool:
+        results = pool.map(_worker, [(host, port, shares[i], lanes[i]) for i in range(processes)])
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for part in results for x in part)
+    return {
+        "messages": len(latencies),
+        "seconds": elapsed,
+        "rate": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_sessions_rss(host: str, port: int, pid: int, count: int) -> tuple[int, int]:
+    before = rss_kib(pid)
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((host, port), timeout=30)
+        sockets.append(sock)
+    for sock in sockets:
+        sock.recv(4096)  # the greeting: the session exists
+    time.sleep(1.0)
+    after = rss_kib(pid)
+    for sock in sockets:
+        sock.close()
+    return before, after
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_pysendmail(workdir: Path) -> tuple[subprocess.Popen, int, Path]:
+    oracle = workdir / "oracle"
+    shutil.copytree(FIXTURES, oracle)
+    for path in oracle.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)
+            data = path.read_bytes()
+            if b"@ORACLE@" in data:
+                path.write_bytes(data.replace(b"@ORACLE@", str(oracle).encode()))
+    queue = workdir / "mqueue"
+    queue.mkdir()
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYSENDMAIL_LOG=str(workdir / "maillog"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", DAEMON, str(oracle / "configs/office/office.cf"), str(port),
+         str(queue), str(workdir / "pid")],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port, queue
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("daemon did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", help="host:port of a running server (default: start ours)")
+    parser.add_argument("--quick", action="store_true", help="1/10 of the messages")
+    parser.add_argument("--idle", type=int, default=1000, help="idle sessions for the RSS figure")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    workdir = Path(tempfile.mkdtemp(prefix="bench-smtp-", dir=str(REPO.parent)))
+    process = None
+    try:
+        if args.target:
+            host, port_text = args.target.rsplit(":", 1)
+            port = int(port_text)
+        else:
+            process, port = start_pysendmail(workdir)[:2]
+            host = "127.0.0.1"
+        print(f"# nproc={os.cpu_count()} python={sys.version.split()[0]} target={host}:{port}")
+        scenarios = [
+            ("20 sessions x 1 msg", 5000 // scale, 20, 1),
+            ("20 sessions x 10 msgs", 5000 // scale, 20, 10),
+            ("1 session", 1000 // scale, 1, 1000 // scale),
+        ]
+        for name, total, sessions, per in scenarios:
+            result = run_load(host, port, total, sessions, per)
+            print(
+                f"{name:24s} {result['messages']:5d} msgs in {result['seconds']:6.2f} s = "
+                f"{result['rate']:7.1f} msgs/s   p50 {result['p50_ms']:6.2f} ms  "
+                f"p99 {result['p99_ms']:7.2f} ms"
+            )
+        if process is not None:
+            before, after = idle_sessions_rss(host, port, process.pid, args.idle)
+            print(
+                f"daemon RSS: {before / 1024:.1f} MiB idle, {after / 1024:.1f} MiB with "
+                f"{args.idle} idle sessions ({(after - before) / args.idle:.1f} KiB each)"
+            )
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
