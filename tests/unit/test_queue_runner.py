@@ -301,3 +301,27 @@ def test_queue_run_of_sendmails_queue_matches_its_q_v_run(oracle_dir, tmp_path):
             ours_qf = (queue_dir / name).read_bytes().decode("utf-8", "surrogateescape")
             theirs_qf = entry["text"].replace("\\x81", "\udc81")
             assert _mask(ours_qf) == _mask(theirs_qf), name
+
+
+def test_run_forever_runs_until_stopped(tmp_path):
+    store = QueueStore(tmp_path, fsync=False)
+    first = _queue(store, rcpts=("bob",))
+    stop = threading.Event()
+    runs = []
+
+    class Stopper(Local):
+        def deliver(self, message, deliveries):
+            runs.append(message.qid)
+            if len(runs) == 1:
+                _queue(store, rcpts=("carol",))  # arrives while the runner waits
+            else:
+                stop.set()
+            return super().deliver(message, deliveries)
+
+    runner = _runner(store, local=Stopper())
+    worker = threading.Thread(target=runner.run_forever, args=(0.01, stop))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert runs[0] == first and len(runs) == 2
+    assert store.queue_ids() == []
