@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail import maildrop as maildrops
-from pysendmail.delivery.local import _expand_maildir as expand_maildir
-from pysendmail.delivery.local import lookup_user
+from pysendmail.delivery.local import expand_maildir, lookup_user
 from pysendmail.delivery.prog import RunIdentity
 from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import (

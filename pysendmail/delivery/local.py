@@ -129,7 +129,7 @@ def _deliver_builtin(
             # the embedded default's spool under the state directory, made on first use
             settings.spool_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         if settings.maildir:
-            where = _expand_maildir(settings.maildir, identity)
+            where = expand_maildir(settings.maildir, identity)
             deliver_maildir(where, message.open_with_headers(headers), owner=owner)
         else:
             append_mbox(
@@ -149,7 +149,7 @@ def _deliver_builtin(
     return DeliveryResult.sent(target.recipient, **extra)
 
 
-def _expand_maildir(template: str, identity: RunIdentity) -> Path:
+def expand_maildir(template: str, identity: RunIdentity) -> Path:
     if template.startswith("~"):
         template = identity.home + template[1:]
     return Path(expand_word(template, {"z": identity.home, "u": identity.user}))
