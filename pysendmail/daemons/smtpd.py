@@ -590,24 +590,27 @@ def serve_until_signalled(
     rebuild: Callable[[], SmtpService] | None = None,
     drain_timeout: float = 300.0,
 ) -> None:
-    """Run until SIGTERM/SIGINT (drain, then return); SIGHUP calls `rebuild`."""
-    stop = threading.Event()
-    hup = threading.Event()
+    """Run until SIGTERM/SIGINT (drain, then return); SIGHUP calls `rebuild`.
+
+    The handlers only set plain flags that this loop polls: a handler that took a lock
+    (Event.set) could deadlock against the main thread holding that lock in Event.wait
+    when the signal came."""
+    requested = {"stop": False, "reload": False}
 
     def on_term(signum: int, frame: object) -> None:
-        stop.set()
+        requested["stop"] = True
 
     def on_hup(signum: int, frame: object) -> None:
-        hup.set()
+        requested["reload"] = True
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
     server.start()
-    while not stop.is_set():
-        stop.wait(0.2)
-        if hup.is_set():
-            hup.clear()
+    while not requested["stop"]:
+        time.sleep(0.2)
+        if requested["reload"]:
+            requested["reload"] = False
             if rebuild is not None:
                 try:
                     server.reload(rebuild())
