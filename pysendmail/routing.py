@@ -265,10 +265,6 @@ def error_from_value(value: str) -> MailError:
 # ---------------------------------------------------------------- the router
 
 
-class _Refused(Exception):
-    """A directly given |prog or /file recipient."""
-
-
 @dataclass
 class _Entry:
     key: tuple[str, str, str]
