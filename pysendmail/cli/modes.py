@@ -181,6 +181,9 @@ def _smtp_daemon(foreground: bool) -> Runner:
         if not runtime.may_administer(config, os.getuid()):
             out.write("Permission denied\n")
             return 64
+        if config.startup_note:
+            err.write(f"pysendmail: {config.startup_note}\n")
+            err.flush()
         if inv.queue_run is not None and inv.queue_run.interval is not None:
             _start_queue_runner(inv)
         out.flush()

@@ -60,7 +60,13 @@ def load_config(inv: Invocation) -> Config:
         from pysendmail.config.cache import load_config as load
     except ImportError as exc:
         raise Unavailable(inv.mode) from exc
-    return load(cf_path(inv), overrides_from(inv))
+    config = load(cf_path(inv), overrides_from(inv))
+    if config.cf_path is None:
+        # The embedded default on a fresh machine or account: make its directories.
+        from pysendmail.config.statedir import prepare_state_dir
+
+        prepare_state_dir(config)
+    return config
 
 
 def _mode_letter(value: object, default: str) -> str:

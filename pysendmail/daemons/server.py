@@ -382,16 +382,48 @@ def _etrn_runner(config: Config) -> Callable[[str], None]:
     return start
 
 
+def background_delivery(config: Config, workers: int = 2) -> Callable[[str], None] | None:
+    """sendmail's DeliveryMode for the daemon: with `background` (the default) or
+    `interactive` each message is delivered as soon as it is queued, here by a small pool
+    of threads, each with its own queue runner; `queueonly` and `defer` leave it for the
+    next queue run. The runner's lock on the qf keeps a concurrent queue run from
+    delivering the same message twice."""
+    mode = str(config.option("DeliveryMode") or "background")[:1].lower()
+    if mode in ("q", "d"):
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pysendmail.queue.service import runner_for_config
+
+    per_thread = threading.local()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
+
+    def deliver(qid: str) -> None:
+        try:
+            if not hasattr(per_thread, "runner"):
+                per_thread.runner = runner_for_config(config)
+            per_thread.runner.run_one(qid)
+        except Exception:  # the message stays queued for the next run
+            log.exception("%s: delivery attempt failed", qid)
+
+    def start(qid: str) -> None:
+        pool.submit(deliver, qid)
+
+    return start
+
+
 def service_from_config(
     config: Config,
     *,
+    deliver_queued: bool = False,
     store: QueueStore | None = None,
     hosts: HostLookup | None = None,
     router: Router | None = None,
     mail_log: MailLog | None = None,
     resolver_settings: ResolverSettings | None = None,
 ) -> SmtpService:
-    """The SmtpService a configuration describes (the parts may be injected by tests)."""
+    """The SmtpService a configuration describes (the parts may be injected by tests).
+    With `deliver_queued`, messages are delivered once queued as DeliveryMode says."""
     from pysendmail.queue.service import store_for_config
 
     tls_context = context_from_options(config.options)
@@ -436,6 +468,7 @@ def service_from_config(
         connection_rate_throttle=_int_option(config, "ConnectionRateThrottle"),
         connection_rate_window=float(_int_option(config, "ConnectionRateWindowSize", 60)),
         etrn=_etrn_runner(config),
+        on_queued=background_delivery(config) if deliver_queued else None,
         mail_log=mail_log or MailLog(),
     )
 

@@ -634,7 +634,9 @@ def run_daemon(
     to the caller), writes PidFile, serves until SIGTERM/SIGINT and drains; SIGHUP calls
     `rebuild` (default: translate the same cf again) and serves new connections with it.
     Returns the exit status."""
-    server = SmtpServer(service or service_from_config(config), daemon_specs(config))
+    server = SmtpServer(
+        service or service_from_config(config, deliver_queued=True), daemon_specs(config)
+    )
     if not foreground:
         detach()
     pid_file = config.option("PidFile")
@@ -647,10 +649,11 @@ def run_daemon(
 
     def rebuild_service() -> SmtpService:
         if rebuild is not None:
-            return service_from_config(rebuild())
+            return service_from_config(rebuild(), deliver_queued=True)
         from pysendmail.config.translate import translate
 
-        return service_from_config(translate(config.cf_path, hostname=config.hostname))
+        fresh = translate(config.cf_path, hostname=config.hostname)
+        return service_from_config(fresh, deliver_queued=True)
 
     try:
         serve_until_signalled(server, rebuild_service)

@@ -27,6 +27,7 @@ options = {
     "DaemonPortOptions": f"Name=MTA, Port={port}, Addr=127.0.0.1",
     "QueueDirectory": queue,
     "PidFile": pid,
+    "DeliveryMode": "queueonly",  # what is queued stays there for the test to count
 }
 config = translate(cf, Overrides(options=options), hostname="mail.example.com")
 sys.exit(run_daemon(config, True, rebuild=lambda: translate(
