@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
-from pysendmail import SENDMAIL_VERSION, address
-from pysendmail.cli import stamp
+from pysendmail import SENDMAIL_VERSION, address, stamp
 from pysendmail.cli.collect import Collected, collect
 from pysendmail.cli.options import Invocation
 from pysendmail.config.model import HeaderSpec

@@ -12,7 +12,6 @@ import logging
 import re
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from pysendmail.config.compiled import (
     source_path,
 )
 from pysendmail.config.macros import expand
-from pysendmail.config.model import Config, DaemonSpec, MapSpec
+from pysendmail.config.model import Config, DaemonSpec, HeaderSpec, MapSpec
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.dns import DnsTempFailure, HostNotFound, NullMx, Resolver, ResolverSettings
 from pysendmail.errors import MailError
@@ -49,6 +48,7 @@ from pysendmail.policy import (
 from pysendmail.protocol.smtp import ClientInfo, SessionSettings, SmtpPolicy, VerifyResult
 from pysendmail.queue.store import QueueStore
 from pysendmail.routing import FILE_MAILER, LOCAL_MAILER, PROG_MAILER, Expansion, Router
+from pysendmail.stamp import HeaderTemplate, arpadate
 
 log = logging.getLogger("pysendmail.smtpd")
 
@@ -59,19 +59,6 @@ DEFAULT_RECEIVED = (
     "\tfor $u; $|;\n"
     "\t$.$b"
 )
-
-
-def arpadate(when: float) -> str:
-    """`$b`: `Thu, 26 Nov 2026 11:06:32 GMT`, or with the numeric offset elsewhere."""
-    tm = time.localtime(when)
-    text = time.strftime("%a, ", tm) + str(tm.tm_mday) + time.strftime(" %b %Y %H:%M:%S", tm)
-    offset = (tm.tm_gmtoff or 0) // 60
-    if offset == 0:
-        return f"{text} GMT"
-    sign = "-" if offset < 0 else "+"
-    offset = abs(offset)
-    zone = f" ({tm.tm_zone})" if tm.tm_zone else ""
-    return f"{text} {sign}{offset // 60:02d}{offset % 60:02d}{zone}"
 
 
 @dataclass
@@ -85,6 +72,8 @@ class SmtpService:
     macros: dict[str, str] = field(default_factory=dict)  # j, v, Z, w, m ... (unexpanded ok)
     greeting_template: str = "$j Sendmail $v/$Z; $b"
     received_template: str = DEFAULT_RECEIVED
+    # The cf's H lines in order, Received among them; empty: only received_template.
+    header_templates: tuple[HeaderTemplate | HeaderSpec, ...] = ()
     tls_context: ssl.SSLContext | None = None
     command_timeout: float = 3600.0
     data_timeout: float = 3600.0
@@ -452,6 +441,9 @@ def service_from_config(
     received = next(
         (h.value for h in config.headers if h.name.lower() == "received"), DEFAULT_RECEIVED
     )
+    templates: tuple[HeaderTemplate | HeaderSpec, ...] = tuple(config.headers)
+    if not any(h.name.lower() == "received" for h in templates):
+        templates = (HeaderTemplate("Received", DEFAULT_RECEIVED), *templates)
     return SmtpService(
         settings=session_settings(config, tls=tls_context is not None, auth=has_passwords),
         policy=policy,
@@ -460,6 +452,7 @@ def service_from_config(
         macros=dict(config.macros),
         greeting_template=str(config.option("SmtpGreetingMessage") or "$j Sendmail $v/$Z; $b"),
         received_template=received,
+        header_templates=templates,
         tls_context=tls_context,
         command_timeout=float(_int_option(config, "Timeout.command", 3600)),
         data_timeout=float(_int_option(config, "Timeout.datablock", 3600)),

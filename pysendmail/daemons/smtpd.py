@@ -3,9 +3,10 @@
 One threaded `socketserver` listener per `DaemonPortOptions` entry; each connection is
 one thread running one `SmtpConnection`, which only moves bytes between the socket and
 the sans-IO session and carries out its events: a message's body is streamed into a
-queue draft (`QueueStore.open_draft`), committed with a `Received:` header made from the
-cf's `HReceived` line, and only then is the `250` sent. Nothing is acknowledged before
-the queue files are durable; the queue store shares directory fsyncs between the
+queue draft (`QueueStore.open_draft`), committed with the cf's `H` lines expanded as
+sendmail does for SMTP mail (`stamp.default_headers`: Return-Path, Received, and the
+Date/From/Message-Id the message lacks), and only then is the `250` sent. Nothing is
+acknowledged before the queue files are durable; the queue store shares directory fsyncs between the
 sessions committing at the same moment (group commit).
 
 Limits: MaxDaemonChildren (connections beyond it wait in the listen backlog),
@@ -36,11 +37,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from pysendmail.config.macros import expand
-from pysendmail.config.model import Config, DaemonSpec
+from pysendmail.config.model import Config, DaemonSpec, HeaderSpec
 from pysendmail.daemons.server import (
     SmtpService,
-    arpadate,
     client_macros,
     daemon_specs,
     service_from_config,
@@ -63,6 +62,7 @@ from pysendmail.protocol.smtp import (
     StartTLS,
 )
 from pysendmail.queue.store import Draft
+from pysendmail.stamp import HeaderTemplate, arpadate, default_headers, time_macro
 
 log = logging.getLogger("pysendmail.smtpd")
 
@@ -281,8 +281,10 @@ class SmtpConnection:
         envelope.macros.update(
             {"_": self.client.smtp_client, "daemon_flags": "", **self._tls_macros}
         )
-        received = self._received_header(draft.qid, done, now)
-        headers = [received, *(header_from_lines(h.split("\n")) for h in done.headers)]
+        message_headers = [header_from_lines(h.split("\n")) for h in done.headers]
+        headers = default_headers(
+            self._header_templates(), message_headers, self._header_macros(draft.qid, done, now)
+        )
         try:
             qid = draft.commit(
                 envelope,
@@ -299,7 +301,7 @@ class SmtpConnection:
             sender=envelope.sender,
             size=done.size,
             nrcpts=len(envelope.recipients),
-            msgid=_message_id(done.headers),
+            msgid=_message_id(headers),
             bodytype=envelope.body_type.value if envelope.body_type else None,
             proto=envelope.macros.get("r"),
             daemon=self.daemon_name,
@@ -309,8 +311,14 @@ class SmtpConnection:
             self.service.on_queued(qid)
         return self.session.message_queued(qid)
 
-    def _received_header(self, qid: str, done: MessageComplete, now: float) -> Header:
+    def _header_templates(self) -> tuple[HeaderTemplate | HeaderSpec, ...]:
+        service = self.service
+        return service.header_templates or (HeaderTemplate("Received", service.received_template),)
+
+    def _header_macros(self, qid: str, done: MessageComplete, now: float) -> dict[str, str]:
+        """The macros sendmail has set when it stamps an SMTP message's headers."""
         envelope = done.envelope
+        date = arpadate(now)
         macros = {
             **self.service.macros,
             **self._macros,
@@ -319,15 +327,19 @@ class SmtpConnection:
             "s": envelope.macros.get("s", ""),
             "r": envelope.macros.get("r", ""),
             "i": qid,
-            "b": arpadate(now),
+            "a": date,
+            "b": date,
+            "t": time_macro(now),
+            "g": _sender_macro(envelope.sender, self.service.hostname),
+            # No full name travels over SMTP, so no Full-Name: and a bare From: <$g>.
+            "x": "",
         }
         if len(envelope.recipients) == 1:
             macros["u"] = envelope.recipients[0].address
         if self.session.view.authenticated is not None:
             macros["auth_type"] = "PLAIN"
             macros["auth_authen"] = self.session.view.authenticated
-        value = expand(self.service.received_template, macros)
-        return Header(name="Received", value=value)
+        return macros
 
     def _start_tls(self) -> list[Output]:
         context = self.service.tls_context
@@ -344,12 +356,22 @@ class SmtpConnection:
         return self.session.tls_started()
 
 
-def _message_id(headers: tuple[str, ...]) -> str | None:
+def _message_id(headers: list[Header]) -> str | None:
     for header in headers:
-        name, _, value = header.partition(":")
-        if name.strip().lower() == "message-id":
-            return " ".join(value.split())
+        if header.key == "message-id":
+            return " ".join(header.value.split())
     return None
+
+
+def _sender_macro(sender: str, hostname: str) -> str:
+    """`$g` of an SMTP message: the MAIL FROM address without its angle brackets,
+    qualified with $j when it names no domain ("" for the null sender)."""
+    bare = sender.strip()
+    if bare.startswith("<") and bare.endswith(">"):
+        bare = bare[1:-1]
+    if bare and "@" not in bare:
+        bare = f"{bare}@{hostname}"
+    return bare
 
 
 # ---------------------------------------------------------------- listeners

@@ -489,3 +489,50 @@ def test_swaks_pipelining_and_auth_over_tls(tls_smtp):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(tls_smtp.queued()) == 1
+
+
+BARE_MESSAGE = b"To: bob@example.com\r\nSubject: no date, no id\r\n\r\nHello.\r\n"
+
+
+def _queued_with_office_headers(oracle_dir, tmp_path, message: bytes):
+    """Send one message from alice to bob to a daemon stamping with office.cf's H lines;
+    its queue id and its qf."""
+    from tests.unit.smtp_office import office_config
+
+    templates = office_config(oracle_dir).headers
+    with running_smtp(oracle_dir, tmp_path, header_templates=templates) as smtp:
+        with smtp.client() as client:
+            client.ehlo("client.example.net")
+            assert client.sendmail("<alice@example.com>", ["bob"], message) == {}
+        (qid,) = smtp.queued()
+        return qid, smtp.store.read(qid)
+
+
+def test_message_without_date_from_or_id_gets_the_cf_default_headers(oracle_dir, tmp_path):
+    from pysendmail.headers import MACRO_CHAR
+
+    qid, qf = _queued_with_office_headers(oracle_dir, tmp_path, BARE_MESSAGE)
+    names = [(h.condition, h.name) for h in qf.headers]
+    assert names == [
+        ("P", "Return-Path"),
+        ("", "Received"),
+        ("D", "Date"),
+        ("F", "From"),
+        ("M", "Message-Id"),
+        ("", "To"),
+        ("", "Subject"),
+    ]
+    by_name = {h.name: h.value for h in qf.headers}
+    assert by_name["Return-Path"] == f"<{MACRO_CHAR}g>"
+    assert f"with ESMTP id {qid}" in by_name["Received"]
+    assert by_name["From"] == "alice@example.com"
+    assert by_name["Message-Id"].startswith("<")
+    assert by_name["Message-Id"].endswith(f".{qid}@mail.example.com>")
+    # $a and the date at the end of Received: are the same moment, written alike.
+    assert by_name["Received"].endswith(by_name["Date"])
+
+
+def test_headers_the_message_has_are_not_added_again(oracle_dir, tmp_path):
+    _, qf = _queued_with_office_headers(oracle_dir, tmp_path, MESSAGE)
+    names = [h.name for h in qf.headers]
+    assert names == ["Return-Path", "Received", "Date", "From", "To", "Subject", "Message-Id"]

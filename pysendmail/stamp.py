@@ -5,7 +5,9 @@ lines (`$x`, `${name}`, `$?x then $| else $.`), the dates sendmail writes (`$a`,
 `$t`), which defaults a message gets (a Date:, From:, Message-Id: only when it lacks one;
 Resent-* ones only for a resent message; a header whose value expands to nothing is
 left out; Return-Path keeps `$g` for delivery time), and the X-Authentication-Warning
-lines. It reads nothing and writes nothing: values in, `Header` records out.
+lines. It reads nothing and writes nothing: values in, `Header` records out. Every door
+uses it (the command line in cli/submit.py, the SMTP daemon in daemons/smtpd.py), so it
+sits on the bottom floor beside headers.py.
 """
 
 from __future__ import annotations

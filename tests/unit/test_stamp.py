@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pysendmail.cli.stamp import HeaderTemplate, arpadate, default_headers, expand, time_macro
 from pysendmail.headers import MACRO_CHAR, Header
+from pysendmail.stamp import HeaderTemplate, arpadate, default_headers, expand, time_macro
 
 RECEIVED = (
     "$?sfrom $s $.$?_($?s$|from $.$_)\n\t$.by $j ($v/$Z)$?r with $r$. id $i"
@@ -115,3 +115,33 @@ def test_resent_defaults_only_for_resent_messages():
 def test_received_added_even_when_message_has_one():
     out = default_headers(TEMPLATES, [Header("Received", "from elsewhere")], MACROS)
     assert [h.value for h in out if h.name == "Received"] == ["by h", "from elsewhere"]
+
+
+def test_smtp_mail_without_date_from_or_id_gets_them_with_their_flags():
+    templates = [
+        HeaderTemplate("Return-Path", "<$g>", "P"),
+        HeaderTemplate("Received", "by $j id $i; $b"),
+        HeaderTemplate("Date", "$a", "D"),
+        HeaderTemplate("From", "$?x$x <$g>$|$g$.", "F"),
+        HeaderTemplate("Full-Name", "$x", "x"),
+        HeaderTemplate("Message-Id", "<$t.$i@$j>", "M"),
+    ]
+    macros = {
+        "a": "Thu, 26 Nov 2026 11:11:01 GMT",
+        "b": "Thu, 26 Nov 2026 11:11:01 GMT",
+        "g": "alice@example.com",
+        "x": "",
+        "t": "202611261111",
+        "i": "6AQBB1RV009525",
+        "j": "mail.example.com",
+    }
+    subject = Header("Subject", "hi")
+    out = default_headers(templates, [subject], macros)
+    assert [(h.condition, h.name, h.value) for h in out] == [
+        ("P", "Return-Path", f"<{MACRO_CHAR}g>"),
+        ("", "Received", "by mail.example.com id 6AQBB1RV009525; Thu, 26 Nov 2026 11:11:01 GMT"),
+        ("D", "Date", "Thu, 26 Nov 2026 11:11:01 GMT"),
+        ("F", "From", "alice@example.com"),
+        ("M", "Message-Id", "<202611261111.6AQBB1RV009525@mail.example.com>"),
+        ("", "Subject", "hi"),
+    ]
