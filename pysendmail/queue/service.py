@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from typing import IO, Any
 
 from pysendmail.config.model import Config
 from pysendmail.delivery.local import LocalSettings
 from pysendmail.delivery.prog import ProgramSettings
-from pysendmail.delivery.remote import RemoteSettings
+from pysendmail.delivery.remote import AuthInfo, RemoteSettings, authinfo_lookup
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsTempFailure, Resolver, ResolverSettings
 from pysendmail.log import MailLog
@@ -86,6 +87,17 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+def smart_host_credentials(config: Config) -> Callable[[str, str], AuthInfo | None] | None:
+    """AUTH credentials for remote hosts, as sendmail finds them: the `authinfo` map
+    (FEATURE(authinfo)), else the access map's `AuthInfo:` entries."""
+    spec = config.maps.get("authinfo") or config.maps.get("access")
+    if spec is None:
+        return None
+    from pysendmail.config.compiled import open_map
+
+    return authinfo_lookup(open_map(spec).lookup)
+
+
 def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> dict[str, Deliverer]:
     program = ProgramSettings.from_config(config)
     found: dict[str, Deliverer] = {
@@ -100,7 +112,9 @@ def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> d
                 resolver = resolver or Resolver(ResolverSettings.from_config(config))
                 if os.environ.get(LOOPBACK_ONLY_ENV):
                     resolver = LoopbackOnlyResolver(resolver)  # type: ignore[assignment]
-                remote = RemoteSettings.from_config(config, resolver)
+                remote = RemoteSettings.from_config(
+                    config, resolver, auth_lookup=smart_host_credentials(config)
+                )
             found[name] = RemoteDeliverer(remote, spec)
     for name in config.mailers:
         found.setdefault(name, Unavailable(name))
