@@ -174,7 +174,10 @@ def translate_command(cf_path: str | None, hostname: str | None, as_json: bool) 
 @_cf_option
 @_hostname_option
 @click.option(
-    "--tables", is_flag=True, help="also check the alias files and map sources the cf names"
+    "--tables/--no-tables",
+    default=True,
+    show_default=True,
+    help="also check the alias files and map sources the cf names",
 )
 def check_command(cf_path: str | None, hostname: str | None, tables: bool) -> None:
     """Print each problem as file:line:col: message; exit 78 when one is an error."""

@@ -223,6 +223,12 @@ _TOO_SHORT = {
     "access_key": "access key has no host, domain, address or net after its tag",
 }
 
+# Access tags whose key is a host or address, and whose bare tag is the default entry.
+_HOST_TAGS = frozenset(
+    {"greetpause", "clientrate", "clientconn", "authinfo", "srv_features", "clt_features"}
+    | {"try_tls"}
+)
+
 _GRAMMAR_KINDS = ("access", "virtuser", "mailertable", "generics", "domaintable", "authinfo")
 
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?"
@@ -345,12 +351,17 @@ class _Checker:
     def check_access_key(self, tree: Tree, entry: MapEntry) -> None:
         tokens = {t.type: t for t in tree.children if isinstance(t, str)}
         tag = tokens["TAG"].lower().rstrip(":") if "TAG" in tokens else ""
+        host_tag = tag in _HOST_TAGS or tag.startswith("tls_")
+        if "WORD" not in tokens:
+            # A bare tag is the default entry of the tags that have one (`GreetPause: 5000`).
+            if not host_tag:
+                column = entry.location.column + tokens["TAG"].end_pos
+                self.error(entry.location.line, column, _TOO_SHORT["access_key"])
+            return
         target = tokens["WORD"]
         column = entry.location.column + target.start_pos
         word = str(target)
-        if tag in ("greetpause", "clientrate", "clientconn", "authinfo", "srv_features") or (
-            tag.startswith("tls_") or tag in ("try_tls", "clt_features")
-        ):
+        if host_tag:
             if word.startswith("[") or is_ipv4_net(word) or is_ipv6_net(word) or is_domain(word):
                 return
             self.error(entry.location.line, column, f"{tag}: expects a host or address")

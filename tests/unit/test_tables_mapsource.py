@@ -65,6 +65,7 @@ def test_makemap_options_keep_case_delimiter_empty_and_replace():
         ("Connect:IPv6:2001:db8::zz OK", 9, "bad IPv6 address"),
         ("Connect:10.1 ERROR:go away", 20, "needs a reply code"),
         ("To: OK", 4, "no host, domain, address or net"),
+        ("Connect:\tRELAY", 9, "no host, domain, address or net"),
         ("From:x@example.com MAYBE", 20, "unexpected"),
     ],
 )
@@ -95,6 +96,10 @@ def test_bad_access_lines_name_line_and_column(line, column, words):
         "From:a@example.net ERROR:5.7.1:550 Go away",
         'From:b@example.net ERROR:"550 Go away"',
         "GreetPause:127.0.0.1 0",
+        "GreetPause:\t5000",  # the default entries of Debian's stock access file
+        "ClientRate:\t10",
+        "ClientConn:\t10",
+        'AuthInfo: "U:user" "P:secret"',
         'AuthInfo:smarthost.example.net "U:user" "P:secret" "M:PLAIN"',
         "example.com OK",
     ],
