@@ -187,7 +187,15 @@ def _smtp_daemon(foreground: bool) -> Runner:
         if inv.queue_run is not None and inv.queue_run.interval is not None:
             _start_queue_runner(inv)
         out.flush()
-        return int(run_daemon(config, foreground, argv=inv.source_argv))
+        # SIGHUP reads the cf again with the same command-line overrides.
+        return int(
+            run_daemon(
+                config,
+                foreground,
+                rebuild=lambda: runtime.load_config(inv),
+                argv=inv.source_argv,
+            )
+        )
 
     return run
 

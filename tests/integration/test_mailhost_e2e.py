@@ -155,14 +155,17 @@ def host() -> Iterator[Host]:
         shutil.rmtree(base)
 
 
-def _start_smtp(host: Host, port: int) -> None:
+def _start_smtp(host: Host, port: int, *options: str) -> int:
     from pysendmail.cli.main import main
 
     log = host.base / "smtpd.log"
     daemon = f"DaemonPortOptions=Name=MTA, Addr=127.0.0.1, Port={port}"
     argv = ["pysendmail", "-C", str(host.cf), "-bD", "-O", daemon]
+    for option in options:
+        argv += ["-O", option]
     pid = host.spawn(lambda: main(argv), log)
     _wait_for_port(port, pid, log)
+    return pid
 
 
 def _start_pop3(host: Host, port: int) -> None:
@@ -225,3 +228,33 @@ def test_mail_sent_over_smtp_is_delivered_and_fetched_over_pop3(host: Host) -> N
     listing, status = list_queue(str(host.queue_dir))
     assert status == 0
     assert "is empty" in listing
+
+
+def _size_offered(port: int) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo("client.example")
+        return smtp.esmtp_features["size"]
+
+
+def _greeting(port: int) -> bytes:
+    smtp = smtplib.SMTP(timeout=10)
+    try:
+        _code, banner = smtp.connect("127.0.0.1", port)
+        return banner
+    finally:
+        smtp.close()
+
+
+def test_sighup_rereads_the_cf_keeping_the_command_line_overrides(host: Host) -> None:
+    port = _free_port()
+    pid = _start_smtp(host, port, "MaxMessageSize=5000")
+    assert _size_offered(port) == "5000"
+    assert b"reloaded" not in _greeting(port)
+    host.cf.write_text(host.cf.read_text() + "O SmtpGreetingMessage=$j reloaded\n")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while b"reloaded" not in _greeting(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # the cf's change is seen, and the -O override given at start still holds
+    assert b"reloaded" in _greeting(port)
+    assert _size_offered(port) == "5000"
