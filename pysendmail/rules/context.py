@@ -469,7 +469,7 @@ def build_world(
     if m:
         macros["m"] = m
     macros["v"] = VERSION
-    macros["k"] = w
+    macros["k"] = fqdn  # uname(2) node name: the machine's name as given
     macros[macro_id("addr_type")] = "e r"
     for name, value, _loc in cf.macros:
         macros[macro_id(name)] = tk.translate_dollars(_unescape_macro(value))

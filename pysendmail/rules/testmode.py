@@ -504,11 +504,13 @@ def run_testmode(
     prompt: bool = True,
     help_file: str | None = None,
     world: RuleWorld | None = None,
+    show_version: bool = False,
 ) -> int:
     """Run -bt over `instream`, writing sendmail's output to `outstream`; the exit status.
 
     `prompt` is sendmail's behaviour on a terminal (and what the fixtures record); with
     prompt=False each line is echoed as `> line` instead, as sendmail does on a pipe.
+    `show_version` prints the `-d0.1` block first (what `sendmail -d0.1 -bt` shows).
     """
     if world is None:
         world = _world_of(config, hostname)
@@ -523,6 +525,8 @@ def run_testmode(
             outstream.write(text)  # type: ignore[arg-type]
 
     session = TestMode(world, write, help_file=help_file)
+    if show_version:
+        write(version_block(world))
     if banner:
         write(BANNER)
     lines = _read_lines(instream)
@@ -553,17 +557,32 @@ def _world_of(config: Config | CfFile | RuleWorld, hostname: str | None) -> Rule
     return build_world(config, hostname=hostname)
 
 
-def version_lines(world: RuleWorld) -> str:
-    """The `-d0.1` block's host-name part (`canonical name`, `UUCP nodename`, `a.k.a.`)."""
-    lines = [
-        "============ SYSTEM IDENTITY (after readcf) ============",
-        f"      (short domain name) $w = {world.macros.get('w', '')}",
-        f"  (canonical domain name) $j = {world.macros.get('j', '')}",
-        f"         (subdomain name) $m = {world.macros.get('m', '')}",
-        f"              (node name) $k = {world.macros.get('k', '')}",
-        "========================================================",
-    ]
-    return "\n".join(lines) + "\n"
+COMPILED_WITH = (
+    " Compiled with: DNSMAP IPV6_FULL LDAPMAP LDAP_NETWORK_TIMEOUT\n"
+    "\t\tLDAP_REFERRALS LOG MAP_REGEX MATCHGECOS MAXDAEMONS=64 MILTER\n"
+    "\t\tMIME7TO8 MIME8TO7 NAMED_BIND NETINET NETINET6 NETUNIX NEWDB=5.3\n"
+    "\t\tNIS NISPLUS PIPELINING SASLv2 SCANF SOCKETMAP STARTTLS\n"
+    "\t\tTCPWRAPPERS TLS_EC TLS_VRFY_PER_CTX USERDB USE_LDAP_INIT XDEBUG\n"
+)
 
 
-__all__ = ["BANNER", "TestMode", "format_mailer", "macro_name", "run_testmode", "version_lines"]
+def version_block(world: RuleWorld) -> str:
+    """What `-d0.1` prints before anything else: the version, the compile options
+    (those of the sendmail 8.17 we stand in for) and the system identity after readcf."""
+
+    def value(mid: str) -> str:
+        return tk.xputs(tk.expand(world.macros.get(mid, ""), world.macros.get))
+
+    return (
+        f"Version {tk_version()}\n"
+        + COMPILED_WITH
+        + "\n============ SYSTEM IDENTITY (after readcf) ============\n"
+        + f"      (short domain name) $w = {value('w')}\n"
+        + f"  (canonical domain name) $j = {value('j')}\n"
+        + f"         (subdomain name) $m = {value('m')}\n"
+        + f"              (node name) $k = {value('k')}\n"
+        + "========================================================\n\n"
+    )
+
+
+__all__ = ["BANNER", "TestMode", "format_mailer", "macro_name", "run_testmode", "version_block"]
