@@ -59,6 +59,7 @@ EX_TEMPFAIL = int(ExitCode.TEMPFAIL)
 EX_CONFIG = int(ExitCode.CONFIG)
 
 _SMTP_CODES_WITH_TO = ("050", "250", "252", "450", "550", "553")
+_FUZZY = (MATCHZANY, MATCHANY, MATCHONE, MATCHCLASS, MATCHNCLASS)
 
 
 def is_enhanced_status(text: str, delim: str) -> int:
@@ -144,6 +145,22 @@ class CompiledRule:
     lhs: tuple[str, ...]
     rhs: tuple[str, ...]
     where: str = ""  # file:line, for messages
+    # What any matching workspace must hold, to skip most rules without matching:
+    literals: frozenset[str] = field(init=False, default=frozenset())
+    min_tokens: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        literals = set()
+        needed = 0
+        for token in self.lhs:
+            head = token[:1]
+            if head in (MATCHZANY, MATCHZERO, MACRODEXPAND):
+                continue
+            needed += 1
+            if head not in _FUZZY:
+                literals.add(_casefold_ascii(token))
+        object.__setattr__(self, "literals", frozenset(literals))
+        object.__setattr__(self, "min_tokens", needed)
 
 
 @dataclass
@@ -217,7 +234,6 @@ _LHS_BOTCH = {
     LOOKUPEND: "$)",
 }
 _RHS_BOTCH = {MATCHZANY: "$*", MATCHANY: "$+", MATCHONE: "$-", MATCHCLASS: "$=", MATCHNCLASS: "$~"}
-_FUZZY = (MATCHZANY, MATCHANY, MATCHONE, MATCHCLASS, MATCHNCLASS)
 
 
 def compile_rule(
@@ -354,6 +370,8 @@ class Rewriter:
         index = 0
         ruleno = 1
         loopcount = 0
+        lowered = [_casefold_ascii(token) for token in pvp]
+        present = set(lowered)
         while index < len(rules):
             if pvp and pvp[0][:1] == CANONNET:
                 break
@@ -364,7 +382,10 @@ class Rewriter:
                     f"554 5.3.5 Infinite loop in ruleset {rulename}, rule {ruleno}"
                 )
                 break
-            matches = self._match(rule.lhs, pvp)
+            if rule.min_tokens > len(pvp) or not rule.literals <= present:
+                matches = None
+            else:
+                matches = self._match(rule.lhs, pvp, lowered)
             if matches is None:
                 index += 1
                 ruleno += 1
@@ -422,6 +443,8 @@ class Rewriter:
             if rstat == EX_OK or status == EX_TEMPFAIL:
                 rstat = status
             pvp[:] = npvp
+            lowered = [_casefold_ascii(token) for token in pvp]
+            present = set(lowered)
             if last_rule:
                 break
         self._trace("returns:", rulename, pvp)
@@ -433,7 +456,9 @@ class Rewriter:
 
     # ------------------------------------------------------------ LHS matching
 
-    def _match(self, lhs: Sequence[str], pvp: Sequence[str]) -> list[_Match] | None:
+    def _match(
+        self, lhs: Sequence[str], pvp: Sequence[str], lowered: Sequence[str]
+    ) -> list[_Match] | None:
         """The bindings of the fuzzy LHS tokens when `lhs` matches all of `pvp`, else None."""
         mlist: list[_Match] = []
         rvp = 0
@@ -484,7 +509,7 @@ class Rewriter:
                         if not ok:
                             avp = save
                 else:
-                    if _casefold_ascii(rp) != _casefold_ascii(pvp[avp]):
+                    if _casefold_ascii(rp) != lowered[avp]:
                         ok = False
                     else:
                         avp += 1
