@@ -226,22 +226,25 @@ class FilesResolver:
             found = found + mydom if found.endswith(".") else f"{found}.{mydom}"
         return found, mp.EX_OK
 
-    def name_of_address(self, address: str) -> str | None:
-        if "files" not in self.services:
-            return None
+    def name_of_address(self, address: str) -> tuple[str | None, int]:
+        """gethostbyaddr() through the hosts file: the first name of the address's line.
+
+        An address that is not listed is a temporary failure, as sendmail 8.17 reports
+        it (`<TEMP>` from a `-T` host map); one that is not an address is not found."""
         try:
             packed = socket.inet_aton(address) if address.count(".") == 3 else None
         except OSError:
-            return None
+            packed = None
         if packed is None:
-            return None
-        for words in self._entries():
-            try:
-                if socket.inet_aton(words[0]) == packed:
-                    return words[1]
-            except OSError:
-                continue
-        return None
+            return None, mp.EX_NOTFOUND
+        if "files" in self.services:
+            for words in self._entries():
+                try:
+                    if socket.inet_aton(words[0]) == packed:
+                        return words[1], mp.EX_OK
+                except OSError:
+                    continue
+        return None, mp.EX_TEMPFAIL
 
 
 def read_service_switch(path: str | None) -> dict[str, list[str]]:
@@ -478,9 +481,8 @@ def build_world(
             macros.setdefault(macro_id(name), tk.translate_dollars(value))
 
     classes = ClassTable()
-    for word in (macros.get("j", ""), macros.get("w", "")):
-        if word:
-            classes.add("w", word)
+    if macros.get("j"):
+        classes.add("w", macros["j"])
     for source in cf.class_sources:
         cid = macro_id(source.class_name)
         if source.file is None:
@@ -497,8 +499,17 @@ def build_world(
     for user, _loc in cf.trusted_users:
         for word in user.split():
             classes.add("t", word)
-    for literal in ("[127.0.0.1]", "[IPv6:::1]", "localhost"):
-        classes.add("w", literal)
+    switch = read_service_switch(_option(cf, "ServiceSwitchFile"))
+    resolver = FilesResolver(
+        _option(cf, "HostsFile") or "/etc/hosts",
+        lambda: _plain_macro(macros, "m"),
+        switch.get("hosts", ["files"]),
+    )
+    # sendmail's load_if_names(): the loopback interface's literal and its name
+    classes.add("w", "[127.0.0.1]")
+    loopback_name, _status = resolver.name_of_address("127.0.0.1")
+    if loopback_name:
+        classes.add("w", loopback_name)
 
     operator_chars = _option(cf, "OperatorChars")
     tables = TokenTables.build(operator_chars)
@@ -538,12 +549,6 @@ def build_world(
         else:
             mailers.append(mailer)
 
-    switch = read_service_switch(_option(cf, "ServiceSwitchFile"))
-    resolver = FilesResolver(
-        _option(cf, "HostsFile") or "/etc/hosts",
-        lambda: _plain_macro(macros, "m"),
-        switch.get("hosts", ["files"]),
-    )
     opener = open_map or _default_map_opener
     maps: dict[str, mp.Map] = {}
     for spec in cf.maps:

@@ -301,8 +301,8 @@ class HostResolver(Protocol):
         """getcanonname(): the canonical name of `name`, or None with a status."""
         ...
 
-    def name_of_address(self, address: str) -> str | None:
-        """gethostbyaddr(): the primary name of an IP address, or None."""
+    def name_of_address(self, address: str) -> tuple[str | None, int]:
+        """gethostbyaddr(): the primary name of an IP address (or None) and a status."""
         ...
 
 
@@ -321,8 +321,7 @@ class HostMap(Map):
             close = key.find("]")
             if close < 0:
                 return None, EX_OK
-            answer = self.resolver.name_of_address(key[1:close])
-            status = EX_OK if answer else EX_NOTFOUND
+            answer, status = self.resolver.name_of_address(key[1:close])
         else:
             answer, status = self.resolver.canonical_name(key)
         if answer is None:

@@ -94,7 +94,7 @@ address_text = st.text(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(address=address_text)
 def test_arbitrary_address_text_never_raises(debian: RuleWorld, address: str) -> None:
