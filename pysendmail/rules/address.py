@@ -28,6 +28,7 @@ from pysendmail.rules.context import (
 )
 from pysendmail.rules.engine import EX_OK, EX_TEMPFAIL, Rewriter, is_enhanced_status
 from pysendmail.rules.tokenizer import CANONHOST, CANONNET, CANONUSER, MACROEXPAND, MAXNAME
+from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
 RF_SENDERADDR = 0x001
@@ -106,7 +107,7 @@ def dsn_to_exit(dsn: str) -> int:
 def _atoi(text: str) -> int:
     digits = ""
     for ch in text:
-        if not ch.isdigit():
+        if not _ascii_digits(ch):
             break
         digits += ch
     return int(digits) if digits else 0
@@ -115,7 +116,7 @@ def _atoi(text: str) -> int:
 def _is_smtp_reply(text: str) -> bool:
     return (
         len(text) >= 3
-        and text[:3].isdigit()
+        and _ascii_digits(text[:3])
         and text[0] in "2345"
         and (len(text) == 3 or text[3] in " -")
     )
@@ -267,7 +268,7 @@ class AddressRules:
             if "." in hbuf:
                 parsed.status = hbuf
                 self.messages.setstat(dsn_to_exit(hbuf))
-            elif hbuf[:1].isdigit():
+            elif _ascii_digits(hbuf[:1]):
                 self.messages.setstat(_atoi(hbuf))
             else:
                 self.messages.setstat(_ERROR_CODES.get(hbuf.lower(), int(ExitCode.UNAVAILABLE)))

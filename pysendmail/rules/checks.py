@@ -21,6 +21,7 @@ from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.context import RuleWorld
 from pysendmail.rules.engine import EX_OK, Messages, is_enhanced_status, stripquotes
 from pysendmail.rules.tokenizer import CANONHOST, CANONNET, CANONUSER, CONDELSE, macro_id
+from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
 
@@ -111,7 +112,7 @@ def error_reply(host: str | None, user: str) -> tuple[str, str]:
     enhanced status, as sendmail's buildaddr() composes it."""
     text = stripquotes(user)
     dsn = host if host and is_enhanced_status(host, "\0") else None
-    if len(text) >= 4 and text[:3].isdigit() and text[0] in "245" and text[3] == " ":
+    if len(text) >= 4 and _ascii_digits(text[:3]) and text[0] in "245" and text[3] == " ":
         code, rest = text[:3], text[4:]
         own = is_enhanced_status(rest, " ")
         if own:

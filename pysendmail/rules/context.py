@@ -31,6 +31,7 @@ from pysendmail.rules.engine import (
     compile_rule,
 )
 from pysendmail.rules.tokenizer import TokenTables, macro_id
+from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 
 VERSION = "8.17.1.9"
 STABSIZE = 2003
@@ -383,8 +384,8 @@ def _ruleset_ref(book: RuleBook, text: str) -> int:
     text = text.strip()
     if not text:
         return 0
-    if text[0].isdigit():
-        digits = "".join(ch for ch in text if ch.isdigit())
+    if _ascii_digits(text[0]):
+        digits = "".join(ch for ch in text if _ascii_digits(ch))
         return int(digits) if digits else 0
     return book.enter(text, None)
 
@@ -413,9 +414,9 @@ def _make_mailer(
         elif letter == "A":
             mailer.argv = tuple(tk.translate_dollars(word) for word in value.split())
         elif letter == "M":
-            mailer.maxsize = int(value) if value.isdigit() else 0
+            mailer.maxsize = int(value) if _ascii_digits(value) else 0
         elif letter == "L":
-            mailer.linelimit = int(value) if value.isdigit() else 0
+            mailer.linelimit = int(value) if _ascii_digits(value) else 0
         elif letter == "T":
             parts = value.split("/")
             mailer.mtatype = parts[0] if parts else None
@@ -424,12 +425,12 @@ def _make_mailer(
         elif letter == "C":
             mailer.charset = value
         elif key == "r":
-            mailer.maxrcpt = int(value) if value.isdigit() else 100
+            mailer.maxrcpt = int(value) if _ascii_digits(value) else 100
         elif letter == "U":
             user, _, group = value.partition(":")
-            if user.lstrip("-").isdigit():
+            if _ascii_digits(user.lstrip("-")):
                 mailer.uid = int(user)
-            if group.lstrip("-").isdigit():
+            if _ascii_digits(group.lstrip("-")):
                 mailer.gid = int(group)
     return mailer
 
@@ -518,7 +519,7 @@ def build_world(
     must_quote = "@,;:\\()[]" + (_option(cf, "MustQuoteChars") or "")
     level = 10
     if cf.version:
-        digits = "".join(ch for ch in cf.version[0].split("/")[0] if ch.isdigit())
+        digits = "".join(ch for ch in cf.version[0].split("/")[0] if _ascii_digits(ch))
         level = int(digits) if digits else 10
 
     book = RuleBook()

@@ -42,6 +42,7 @@ from pysendmail.rules.tokenizer import (
     MAXATOM,
     TokenTables,
 )
+from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
 MAXRWSETS = 200  # numbered sets are 0..99, named ones count down from 199
@@ -70,13 +71,13 @@ def is_enhanced_status(text: str, delim: str) -> int:
         return 0
     i = 2
     start = i
-    while i < n and text[i].isdigit():
+    while i < n and _ascii_digits(text[i]):
         i += 1
     if i == start or i - start > 3 or i >= n or text[i] != ".":
         return 0
     i += 1
     start = i
-    while i < n and text[i].isdigit():
+    while i < n and _ascii_digits(text[i]):
         i += 1
     if i == start or i - start > 3:
         return 0
@@ -99,7 +100,7 @@ class Messages:
 
     def _format(self, message: str, default_code: str) -> str:
         code = default_code
-        if len(message) >= 4 and message[:3].isdigit() and message[3] in " -":
+        if len(message) >= 4 and _ascii_digits(message[:3]) and message[3] in " -":
             code = message[:3]
             message = message[4:]
         enh = is_enhanced_status(message, " ")
@@ -196,10 +197,10 @@ class RuleBook:
         text = text.lstrip()
         if not text:
             return -1
-        if text[0].isdigit():
+        if _ascii_digits(text[0]):
             digits = ""
             for ch in text:
-                if not ch.isdigit():
+                if not _ascii_digits(ch):
                     break
                 digits += ch
             number = int(digits)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
 EX_OK = int(ExitCode.OK)
@@ -131,7 +132,7 @@ def map_rewrite(value: str, args: Sequence[str] | None, append: str | None) -> s
             if ch == "%":
                 out.append("%")
                 continue
-            if not ch.isdigit():
+            if not _ascii_digits(ch):
                 out.append("%" + ch)
                 continue
             index = int(ch)
@@ -428,7 +429,7 @@ class RegexMap(Map):
         self.invert = "n" in self.flags.other
         self.delim = self.flags.other.get("d", " ")[:1] or " "
         picks = self.flags.other.get("s", "")
-        self.picks = [int(p) for p in picks.split(",") if p.isdigit()]
+        self.picks = [int(p) for p in picks.split(",") if _ascii_digits(p)]
 
     def _find(self, key: str, args: Sequence[str]) -> Result:
         if self.regex is None:
@@ -463,7 +464,7 @@ class UserMap(Map):
         column = self.flags.value_column
         if self.flags.match_only or column is None:
             return map_rewrite(key, None, self.flags.append), EX_OK
-        if column.isdigit():
+        if _ascii_digits(column):
             index = int(column)
         else:
             index = self.FIELDS.index(column.lower()) if column.lower() in self.FIELDS else 0

@@ -230,30 +230,32 @@ class TestMode:
             self.out("No address!\n")
             return
         rules = line[q:p]
-        rest = line[p + 1 :]
-        if self.addr.invalid(rest, True):
+        if self.addr.invalid(line[p + 1 :], True):
             return
+        # as sendmail: each address starts one past the previous delimiter
         while True:
+            p += 1
+            rest = line[p:]
             scanned = self.addr.scan(rest, ",", self.world.tables.no_comments)
-            end = scanned.end
             if scanned.tokens is not None:
-                pvp = scanned.tokens
-                names = rules
-                while names:
-                    number = self.world.book.find(names)
-                    if number < 0:
-                        self.out(f"Undefined ruleset {names}\n")
-                        break
-                    status = self.rw.rewrite(pvp, number)
-                    if status != EX_OK:
-                        self.out(f"== Ruleset {names} ({number}) status {status}\n")
-                    comma = names.find(",")
-                    names = names[comma + 1 :] if comma >= 0 else ""
-            if end >= len(rest):
+                self.run_rulesets(rules, scanned.tokens)
+            p += max(scanned.end, 0)
+            if p >= len(line):
                 break
-            rest = rest[end + 1 :] if rest[end : end + 1] in (",", "") else rest[end:]
-            if not rest and end + 1 > len(rest):
+
+    def run_rulesets(self, rules: str, pvp: list[str]) -> None:
+        """Rewrite `pvp` through each ruleset of a comma-separated list, in turn."""
+        names = rules
+        while names:
+            number = self.world.book.find(names)
+            if number < 0:
+                self.out(f"Undefined ruleset {names}\n")
                 break
+            status = self.rw.rewrite(pvp, number)
+            if status != EX_OK:
+                self.out(f"== Ruleset {names} ({number}) status {status}\n")
+            comma = names.find(",")
+            names = names[comma + 1 :] if comma >= 0 else ""
 
     # ------------------------------------------------------------ "/..."
 

@@ -69,8 +69,8 @@ NAME_BY_META: Mapping[str, str] = {v: k for k, v in META_BY_NAME.items()}
 # ---------------------------------------------------------------- limits (conf.h)
 
 MAXNAME = 256  # longest token, and addresses (less one) in invalidaddr()
-MAXATOM = 200  # most tokens in one address
-PSBUFSIZE = 1024 + MAXATOM  # prescan's buffer: characters plus one NUL per token
+MAXATOM = 1000  # most tokens in one address (8.17 takes 254 dots)
+PSBUFSIZE = MAXNAME + MAXATOM  # prescan's buffer: characters plus one NUL per token
 MAXSHORTSTR = 203  # an address shortened in a message
 MAXLINE = 2048  # an input line of -bt
 
@@ -353,7 +353,7 @@ def translate_dollars(text: str) -> str:
             out.append("$")
             i += 2
             continue
-        if nxt.isdigit():
+        if ascii_digits(nxt):
             out.append(MATCHREPL + nxt)
             i += 2
             continue
@@ -523,3 +523,8 @@ def shortenstring(text: str, limit: int = MAXSHORTSTR) -> str:
 def printav(tokens: Iterable[str]) -> str:
     """A token list as rewrite() traces it: each token after a space."""
     return "".join(" " + xputs(token) for token in tokens)
+
+
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty string of ASCII digits (str.isdigit() also takes '³')."""
+    return bool(text) and text.isascii() and text.isdigit()

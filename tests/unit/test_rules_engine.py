@@ -63,10 +63,10 @@ def test_unbalanced_input_is_repaired_with_sendmails_message(
     assert messages == [message]
 
 
-def test_too_many_tokens_gives_up() -> None:
-    found, messages = scan(".".join(["a"] * 120))
-    assert found is None
-    assert messages == ["553 5.1.0 prescan: too many tokens"]
+def test_254_tokens_are_not_too_many() -> None:
+    found, messages = scan("." * 254)
+    assert found == ["."] * 254
+    assert messages == []
 
 
 def test_token_too_long_gives_up() -> None:
@@ -76,7 +76,7 @@ def test_token_too_long_gives_up() -> None:
 
 
 def test_address_too_long_gives_up() -> None:
-    found, messages = scan("@".join(["abcdefghij" * 2] * 60))
+    found, messages = scan("@".join(["abcdefghij" * 2] * 80))
     assert found is None
     assert messages == ["553 5.1.1 Address too long"]
 

@@ -102,3 +102,30 @@ def test_arbitrary_address_text_never_raises(debian: RuleWorld, address: str) ->
     out, status = bt(debian, text, banner=False)
     assert out.endswith("> ")
     assert 0 <= status < 256
+
+
+def test_addresses_after_an_unbalanced_one_are_still_read(office: RuleWorld) -> None:
+    out, _ = bt(office, "3 <a,b\n3 a>,b\n", banner=False)
+    assert out == (
+        "> <a,b... Unbalanced '<'\n"
+        + _canonify_trace("< a >", "a", "a")
+        + _canonify_trace("b", "b", "b")
+        + "> a>,b... Unbalanced '>'\n"
+        + _canonify_trace("a", "a", "a")
+        + _canonify_trace("b", "b", "b")
+        + "> "
+    )
+
+
+def _canonify_trace(given: str, inner: str, result: str) -> str:
+    return (
+        f"canonify           input: {given}\n"
+        f"Canonify2          input: {inner}\n"
+        f"Canonify2        returns: {result}\n"
+        f"canonify         returns: {result}\n"
+    )
+
+
+def test_non_ascii_digits_are_not_numbers(office: RuleWorld) -> None:
+    out, _ = bt(office, "³ alice\n/parse a@b ³\n", banner=False)
+    assert out.startswith("> Undefined ruleset ³\n")
