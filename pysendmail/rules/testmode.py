@@ -568,23 +568,34 @@ COMPILED_WITH = (
 )
 
 
-def version_block(world: RuleWorld) -> str:
-    """What `-d0.1` prints before anything else: the version, the compile options
-    (those of the sendmail 8.17 we stand in for) and the system identity after readcf."""
+def version_lines(world: RuleWorld) -> str:
+    """The `-d0.1` system identity block (`$w`, `$j`, `$m`, `$k` after readcf)."""
 
     def value(mid: str) -> str:
         return tk.xputs(tk.expand(world.macros.get(mid, ""), world.macros.get))
 
     return (
-        f"Version {tk_version()}\n"
-        + COMPILED_WITH
-        + "\n============ SYSTEM IDENTITY (after readcf) ============\n"
-        + f"      (short domain name) $w = {value('w')}\n"
-        + f"  (canonical domain name) $j = {value('j')}\n"
-        + f"         (subdomain name) $m = {value('m')}\n"
-        + f"              (node name) $k = {value('k')}\n"
-        + "========================================================\n\n"
+        "============ SYSTEM IDENTITY (after readcf) ============\n"
+        f"      (short domain name) $w = {value('w')}\n"
+        f"  (canonical domain name) $j = {value('j')}\n"
+        f"         (subdomain name) $m = {value('m')}\n"
+        f"              (node name) $k = {value('k')}\n"
+        "========================================================\n"
     )
 
 
-__all__ = ["BANNER", "TestMode", "format_mailer", "macro_name", "run_testmode", "version_block"]
+def version_block(world: RuleWorld) -> str:
+    """What `-d0.1` prints before anything else: the version, the compile options
+    (those of the sendmail 8.17 we stand in for) and the system identity after readcf."""
+    return f"Version {tk_version()}\n" + COMPILED_WITH + "\n" + version_lines(world) + "\n"
+
+
+__all__ = [
+    "BANNER",
+    "TestMode",
+    "format_mailer",
+    "macro_name",
+    "run_testmode",
+    "version_block",
+    "version_lines",
+]
