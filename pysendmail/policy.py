@@ -319,11 +319,14 @@ class StockPolicy:
         recipients: RecipientChecker,
         hosts: HostLookup,
         authenticator: Callable[[str, str], bool] | None = None,
+        local_rcpt_check: Callable[[str], MailError | None] | None = None,
     ) -> None:
         self.tables = tables
         self.recipients = recipients
         self.hosts = hosts
         self.authenticator = authenticator
+        # The cf's hand-written Local_check_rcpt rules, which stock check_rcpt runs first.
+        self.local_rcpt_check = local_rcpt_check
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ connect
@@ -426,6 +429,10 @@ class StockPolicy:
     # ------------------------------------------------------------ RCPT
 
     def check_rcpt(self, session: SessionView, recipient: str) -> Verdict:
+        if self.local_rcpt_check is not None:
+            refused = self.local_rcpt_check(recipient)
+            if refused is not None:
+                raise refused
         verdict = self._rcpt_access(recipient)
         if verdict is Verdict.DISCARD:
             return verdict  # $#discard ends check_rcpt: no relay or user checks

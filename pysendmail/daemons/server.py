@@ -401,6 +401,28 @@ def background_delivery(config: Config, workers: int = 2) -> Callable[[str], Non
     return start
 
 
+def local_rcpt_check(config: Config) -> Callable[[str], MailError | None] | None:
+    """The cf's own `Local_check_rcpt` rules (LOCAL_RULESETS), run by the rules engine as
+    sendmail's check_rcpt runs them, before its stock checks; None when the cf has none."""
+    ruleset = config.rulesets.get("Local_check_rcpt")
+    if ruleset is None or not ruleset.rules:
+        return None
+    from pysendmail.rules.checks import run_check
+    from pysendmail.rules.context import build_world
+
+    world = build_world(config.cf, hostname=config.hostname, config=config)
+
+    def check(recipient: str) -> MailError | None:
+        verdict = run_check(world, "Local_check_rcpt", recipient)
+        if verdict.action not in ("reject", "tempfail"):
+            return None
+        code, _, rest = (verdict.reply or "550 5.7.1 Access denied").partition(" ")
+        status, _, text = rest.partition(" ")
+        return MailError(text, reply_code=int(code), status=status)
+
+    return check
+
+
 def service_from_config(
     config: Config,
     *,
@@ -436,7 +458,11 @@ def service_from_config(
         return passwd.verify(user, password, path=password_file)
 
     policy = StockPolicy(
-        tables, recipients, hosts, authenticator=authenticate if has_passwords else None
+        tables,
+        recipients,
+        hosts,
+        authenticator=authenticate if has_passwords else None,
+        local_rcpt_check=local_rcpt_check(config),
     )
     received = next(
         (h.value for h in config.headers if h.name.lower() == "received"), DEFAULT_RECEIVED
