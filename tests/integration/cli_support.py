@@ -25,3 +25,19 @@ def fixture_users() -> None:
         subprocess.run(
             ["useradd", "-M", "-u", str(uid), "-s", "/usr/sbin/nologin", name], check=True
         )
+
+
+UNPRIVILEGED_USER = "pysendmail-test"
+
+
+def unprivileged_user() -> pwd.struct_passwd:
+    """The ordinary user `pysendmail-test`, created with useradd when absent (as root)."""
+    try:
+        return pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        pass
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip(f"{UNPRIVILEGED_USER} is absent and cannot be created here")
+    useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    subprocess.run([*useradd, UNPRIVILEGED_USER], check=True)
+    return pwd.getpwnam(UNPRIVILEGED_USER)

@@ -12,7 +12,6 @@ import io
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -29,25 +28,16 @@ from pysendmail.cli.handoff import (
 from pysendmail.cli.options import parse_args
 from pysendmail.cli.submit import Caller, SubmitContext
 from pysendmail.headers import MACRO_CHAR
+from tests.integration.cli_support import UNPRIVILEGED_USER, unprivileged_user
 
-USER = "pysendmail-test"
+USER = UNPRIVILEGED_USER
 
 
 @pytest.fixture(scope="module")
 def user() -> pwd.struct_passwd:
     if os.geteuid() != 0:
         pytest.skip("needs root to create and become an unprivileged user")
-    try:
-        return pwd.getpwnam(USER)
-    except KeyError:
-        pass
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not installed")
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-        check=True,
-    )
-    return pwd.getpwnam(USER)
+    return unprivileged_user()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ import pytest
 import pysendmail.config
 from pysendmail import passwd
 from pysendmail.queue.listing import list_queue
+from tests.integration.cli_support import unprivileged_user
 
-USER = "pysendmail-test"
 DEFAULT_CF = Path(pysendmail.config.__file__).parent / "default.cf"
 PASSWORD = "correct horse battery staple"
 
@@ -39,17 +38,7 @@ PASSWORD = "correct horse battery staple"
 def _account() -> pwd.struct_passwd:
     if os.geteuid() != 0:
         return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(USER)
-    except KeyError:
-        pass
-    if shutil.which("useradd") is None:
-        pytest.skip("running as root and useradd is not installed to make an ordinary user")
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-        check=True,
-    )
-    return pwd.getpwnam(USER)
+    return unprivileged_user()
 
 
 def _free_port() -> int:
