@@ -1262,17 +1262,25 @@ class SmtpSession:
 
     # VRFY / EXPN / ETRN
 
-    def _smtp_vrfy(self, verb: str, args: str) -> None:
+    def _lookup_target(self, kind: str, refused: R.ReplyTemplate, args: str) -> str | None:
+        """What VRFY and EXPN check first: PrivacyOptions (`need<kind>helo`, `no<kind>`,
+        `goaway`) and a non-empty argument. The target, or None once refused."""
         privacy = self.settings.privacy
-        if privacy & {"needvrfyhelo", "goaway"} and self.view.helo is None:
+        if privacy & {f"need{kind}helo", "goaway"} and self.view.helo is None:
             self._emit(R.DEMAND_HELO.render())
-            return
-        if privacy & {"novrfy", "goaway"}:
-            self._emit(R.VRFY_REFUSED.render())
-            return
+            return None
+        if privacy & {f"no{kind}", "goaway"}:
+            self._emit(refused.render())
+            return None
         target = args.strip()
         if not target:
             self._emit(R.ARGUMENT_REQUIRED.render())
+            return None
+        return target
+
+    def _smtp_vrfy(self, verb: str, args: str) -> None:
+        target = self._lookup_target("vrfy", R.VRFY_REFUSED, args)
+        if target is None:
             return
         try:
             result = self.policy.verify(_path_address(target))
@@ -1286,16 +1294,8 @@ class SmtpSession:
             self._emit(R.NOT_LOCAL.render(addr=shown))
 
     def _smtp_expn(self, verb: str, args: str) -> None:
-        privacy = self.settings.privacy
-        if privacy & {"needexpnhelo", "goaway"} and self.view.helo is None:
-            self._emit(R.DEMAND_HELO.render())
-            return
-        if privacy & {"noexpn", "goaway"}:
-            self._emit(R.EXPN_REFUSED.render())
-            return
-        target = args.strip()
-        if not target:
-            self._emit(R.ARGUMENT_REQUIRED.render())
+        target = self._lookup_target("expn", R.EXPN_REFUSED, args)
+        if target is None:
             return
         try:
             results = self.policy.expand(_path_address(target))
