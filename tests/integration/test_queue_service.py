@@ -14,6 +14,7 @@ from pysendmail.dns import DnsTempFailure, ResolverSettings
 from pysendmail.queue import service
 from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.routing import LocalUser, Router
+from tests.integration.test_queue_sendmail_queue import recorded_run_time
 
 
 def _case(oracle_dir, name):
@@ -66,6 +67,7 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
     runner = service.runner_for_config(
         config, router=Router(config, users=_users), extra_deliverers=keep_local
     )
+    runner.clock = lambda: recorded_run_time(before)
     assert isinstance(service.deliverers_for_config(config)["esmtp"], RemoteDeliverer)
     summary = runner.run()
     assert summary.attempted == 5
