@@ -47,6 +47,17 @@ def oracle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+def cli_case(oracle_dir: Path, name: str) -> dict:
+    """One recorded case of cli/cli_cases.jsonl (with @ORACLE@ filled in), by name."""
+    import json
+
+    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
+        case = json.loads(line)
+        if case["name"] == name:
+            return case
+    raise KeyError(name)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for running this checkout's code in a child process."""
     env = dict(os.environ)

@@ -2,7 +2,6 @@
 office config's own local mailer (the fixture's bin/deliver program), and the mailboxes
 match what sendmail's `-q -v` run delivered, byte for byte."""
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pysendmail.delivery.result import DeliveryResult
 from pysendmail.queue.deliverers import LocalDeliverer
 from pysendmail.queue.runner import QueueRunner
 from pysendmail.queue.store import QueueStore
+from tests.conftest import cli_case
 
 
 @dataclass
@@ -43,14 +43,6 @@ class Unreachable:
         ]
 
 
-def _case(oracle_dir, name):
-    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
-        case = json.loads(line)
-        if case["name"] == name:
-            return case
-    raise KeyError(name)
-
-
 def _me(name: str) -> RunIdentity:
     return RunIdentity(name, os.getuid(), os.getgid(), "/tmp")
 
@@ -69,8 +61,8 @@ def recorded_run_time(case: dict) -> float:
 
 
 def test_sendmails_queue_is_delivered_as_sendmail_delivered_it(oracle_dir, tmp_path):
-    before = _case(oracle_dir, "bp_four_queued")
-    after = _case(oracle_dir, "queue_run_q")
+    before = cli_case(oracle_dir, "bp_four_queued")
+    after = cli_case(oracle_dir, "queue_run_q")
     queue_dir = tmp_path / "mqueue"
     queue_dir.mkdir()
     for name, entry in before["queue_files"].items():

@@ -2,7 +2,6 @@
 routing (aliases, the local mailer program), the queue sendmail left behind."""
 
 import dataclasses
-import json
 import os
 import shutil
 
@@ -14,15 +13,8 @@ from pysendmail.dns import DnsTempFailure, ResolverSettings
 from pysendmail.queue import service
 from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.routing import LocalUser, Router
+from tests.conftest import cli_case
 from tests.integration.test_queue_sendmail_queue import recorded_run_time
-
-
-def _case(oracle_dir, name):
-    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
-        case = json.loads(line)
-        if case["name"] == name:
-            return case
-    raise KeyError(name)
 
 
 class Unreachable:
@@ -54,7 +46,7 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
     (office / "mailboxes").mkdir(exist_ok=True)
     queue_dir = tmp_path / "mqueue"
     queue_dir.mkdir()
-    before = _case(oracle_dir, "bp_four_queued")
+    before = cli_case(oracle_dir, "bp_four_queued")
     for name, entry in before["queue_files"].items():
         raw = entry["text"].replace("\\x81", "\udc81").encode("utf-8", "surrogateescape")
         (queue_dir / name).write_bytes(raw)
@@ -71,7 +63,7 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
     assert isinstance(service.deliverers_for_config(config)["esmtp"], RemoteDeliverer)
     summary = runner.run()
     assert summary.attempted == 5
-    after = _case(oracle_dir, "queue_run_q")
+    after = cli_case(oracle_dir, "queue_run_q")
     for user, box in after["mailboxes"].items():
         assert (office / "mailboxes" / user).read_text() == box["text"], user
     # The remote recipients wait, with sendmail's bookkeeping.

@@ -11,6 +11,7 @@ from pysendmail.envelope import Envelope, Recipient
 from pysendmail.headers import Header
 from pysendmail.queue import listing
 from pysendmail.queue.store import QueueStore
+from tests.conftest import cli_case
 
 QID_LINE = re.compile(r"^[0-9A-Za-x]{8}\d{6}[ *X\-]")
 
@@ -22,14 +23,6 @@ def utc(monkeypatch):
     yield
     monkeypatch.undo()
     time.tzset()
-
-
-def _case(oracle_dir, name):
-    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
-        case = json.loads(line)
-        if case["name"] == name:
-            return case
-    raise KeyError(name)
 
 
 def _queue_dir_of(case):
@@ -68,7 +61,7 @@ def _priority_of(block, queue_dir):
 
 @pytest.mark.parametrize("name", ["bp_four_queued", "bp_four_queued_v"])
 def test_listing_matches_sendmail(oracle_dir, tmp_path, utc, name):
-    case = _case(oracle_dir, name)
+    case = cli_case(oracle_dir, name)
     queue_dir = tmp_path / "mqueue"
     _materialise(case, queue_dir)
     text, code = listing.list_queue(
@@ -86,7 +79,7 @@ def test_listing_matches_sendmail(oracle_dir, tmp_path, utc, name):
 
 
 def test_listing_of_the_samples_in_the_fixture_order_is_exact(oracle_dir, tmp_path, utc):
-    case = _case(oracle_dir, "bp_four_queued")
+    case = cli_case(oracle_dir, "bp_four_queued")
     queue_dir = tmp_path / "mqueue"
     _materialise(case, queue_dir)
     messages = listing.gather(str(queue_dir))
@@ -97,7 +90,7 @@ def test_listing_of_the_samples_in_the_fixture_order_is_exact(oracle_dir, tmp_pa
 
 @pytest.mark.parametrize("name", ["mailq_argv0_empty", "untrusted_bp"])
 def test_empty_queue(oracle_dir, tmp_path, name):
-    case = _case(oracle_dir, name)
+    case = cli_case(oracle_dir, name)
     queue_dir = tmp_path / "mqueue"
     queue_dir.mkdir()
     text, code = listing.list_queue(str(queue_dir), display_dir=_queue_dir_of(case))
@@ -105,7 +98,7 @@ def test_empty_queue(oracle_dir, tmp_path, name):
 
 
 def test_missing_queue_directory_is_exit_78(oracle_dir, tmp_path):
-    case = _case(oracle_dir, "bp_nonexistent_qdir")
+    case = cli_case(oracle_dir, "bp_nonexistent_qdir")
     text, code = listing.list_queue(str(tmp_path / "nope"), display_dir=_queue_dir_of(case))
     assert (text, code) == (case["stdout"], 78)
 
@@ -136,7 +129,7 @@ def test_body_type_and_long_status_are_shown_as_sendmail_does(tmp_path, utc):
 
 
 def test_json_listing(oracle_dir, tmp_path):
-    case = _case(oracle_dir, "bp_four_queued")
+    case = cli_case(oracle_dir, "bp_four_queued")
     _materialise(case, tmp_path / "q")
     text, code = listing.list_queue_json(str(tmp_path / "q"))
     doc = json.loads(text)

@@ -1,7 +1,6 @@
 """Queue runs with fake routers and deliverers: write-back, DSNs, timeouts, filters, -v."""
 
 import io
-import json
 import re
 import threading
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pysendmail.errors import UserUnknown
 from pysendmail.headers import Header
 from pysendmail.queue.runner import QueueRunner, RunFilter, parse_interval, parse_run_option
 from pysendmail.queue.store import QueueStore
+from tests.conftest import cli_case
 
 T0 = 1795691461.0
 
@@ -262,21 +262,13 @@ def test_time_values():
     assert parse_interval("junk", 7) == 7 and parse_interval(None, 7) == 7
 
 
-def _case(oracle_dir, name):
-    for line in (oracle_dir / "cli" / "cli_cases.jsonl").read_text().splitlines():
-        case = json.loads(line)
-        if case["name"] == name:
-            return case
-    raise KeyError(name)
-
-
 def _mask(text: str) -> str:
     return re.sub(r"(?m)^(K|I)\S+$", r"\1x", text)
 
 
 def test_queue_run_of_sendmails_queue_matches_its_q_v_run(oracle_dir, tmp_path):
-    before = _case(oracle_dir, "bp_four_queued")
-    after = _case(oracle_dir, "queue_run_q")
+    before = cli_case(oracle_dir, "bp_four_queued")
+    after = cli_case(oracle_dir, "queue_run_q")
     queue_dir = tmp_path / "mqueue"
     queue_dir.mkdir()
     for name, entry in before["queue_files"].items():
