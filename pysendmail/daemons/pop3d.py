@@ -19,13 +19,14 @@ import socketserver
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail import maildrop as maildrops
 from pysendmail.delivery.local import expand_maildir, lookup_user
 from pysendmail.delivery.prog import RunIdentity
+from pysendmail.errors import MailError
 from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import (
     ApopSecret,
@@ -40,12 +41,17 @@ from pysendmail.protocol.pop3 import (
     Send,
     SessionSettings,
     StartTLS,
+    Stream,
     Verify,
 )
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pop3d")
 
 RECV_SIZE = 65536
+# RETR and TOP read a message from the mailbox in blocks of this size, and write to the
+# socket once this much is gathered (many small messages still go out in few writes).
+READ_BLOCK_SIZE = 65536
+SEND_BUFFER_SIZE = 65536
 # A session waits this long for a delivery that holds the mailbox lock, then says [IN-USE].
 MAILBOX_LOCK_TIMEOUT = 10.0
 # RFC 1939 section 3: an inactivity autologout timer must be of at least 10 minutes.
@@ -82,6 +88,7 @@ class Pop3Service:
     max_failed_logins: int = 3
     max_sessions: int = 100
     idle_timeout: float = IDLE_TIMEOUT
+    block_size: int = READ_BLOCK_SIZE
 
 
 class _ExclusiveMaildrop:
@@ -95,8 +102,8 @@ class _ExclusiveMaildrop:
     def messages(self) -> Sequence[MessageInfo]:
         return self._maildrop.messages
 
-    def read(self, number: int) -> bytes:
-        return self._maildrop.read(number)
+    def iter_bytes(self, number: int, chunk_size: int = 65536) -> Iterator[bytes]:
+        return self._maildrop.iter_bytes(number, chunk_size)
 
     def commit(self, deleted: Collection[int]) -> None:
         self._maildrop.commit(deleted)
@@ -317,6 +324,7 @@ class _Conversation:
                 failed_login_delay=service.failed_login_delay,
                 max_failed_logins=service.max_failed_logins,
                 peer=peer_text,
+                block_size=service.block_size,
             ),
             service.verify,
             lambda user: self.daemon._open_exclusive(service, user),
@@ -327,6 +335,9 @@ class _Conversation:
             for event in events:
                 if isinstance(event, Send):
                     self.sock.sendall(event.data)
+                elif isinstance(event, Stream):
+                    if not self._send_stream(event, peer_text):
+                        return
                 elif isinstance(event, Log):
                     logger.log(event.level, "%s", event.message)
                 elif isinstance(event, Pause):
@@ -341,6 +352,27 @@ class _Conversation:
             if not data:
                 return
             events = session.receive(data)
+
+    def _send_stream(self, stream: Stream, peer_text: str) -> bool:
+        """Write a RETR or TOP response block by block; False when the mailbox failed
+        halfway: the client has a cut response, so the connection must end."""
+        pending = bytearray()
+        while True:
+            try:
+                block = next(stream.blocks, None)
+            except (MailError, OSError) as error:
+                logger.error(
+                    "%s: mailbox read failed during a transfer, closing: %s", peer_text, error
+                )
+                return False
+            if block is None:
+                break
+            pending += block
+            if len(pending) >= SEND_BUFFER_SIZE:
+                self.sock.sendall(pending)
+                pending.clear()
+        self.sock.sendall(pending)
+        return True
 
     def _start_tls(self) -> None:
         assert self.service.tls_context is not None

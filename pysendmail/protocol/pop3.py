@@ -23,13 +23,15 @@ import binascii
 import enum
 import hashlib
 import hmac
+import itertools
 import logging
 import secrets
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from pysendmail.errors import MailError, TempFailure
+from pysendmail.protocol.pop3wire import message_chunks, multiline
 
 # RFC 2449: a command line is at most 255 octets with its CRLF. A SASL response line
 # (RFC 5034) may be longer: PLAIN carries two names and a password in base64.
@@ -37,56 +39,6 @@ MAX_COMMAND_LINE = 255
 MAX_SASL_LINE = 2048
 # A message number longer than this cannot name a message; it only costs int() time.
 _MAX_NUMBER_DIGITS = 10
-
-
-# ---------------------------------------------------------------- the wire form of a message
-
-
-def crlf_message(raw: bytes) -> bytes:
-    """`raw` with every line ended by CRLF (bare LF becomes CRLF; a last line gets one)."""
-    text = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    if text and not text.endswith(b"\r\n"):
-        text += b"\r\n"
-    return text
-
-
-def crlf_size(raw: bytes) -> int:
-    """`len(crlf_message(raw))`, counted without building it (what LIST and STAT report)."""
-    if not raw:
-        return 0
-    bare_lf = raw.count(b"\n") - raw.count(b"\r\n")
-    return len(raw) + bare_lf + (0 if raw.endswith(b"\n") else 2)
-
-
-def dot_stuff(text: bytes) -> bytes:
-    """Double the `.` that begins a line of CRLF-ended `text` (RFC 1939 section 3)."""
-    stuffed = text.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    return stuffed
-
-
-def multiline(first: str, body: bytes) -> bytes:
-    """A multi-line response: `+OK first`, the CRLF-ended, byte-stuffed body, the `.` line."""
-    return b"+OK " + first.encode() + b"\r\n" + dot_stuff(body) + b".\r\n"
-
-
-def top_of(text: bytes, body_lines: int) -> bytes:
-    """The header block, the blank line and the first `body_lines` lines of a CRLF message."""
-    if text.startswith(b"\r\n"):
-        head_end = 2
-    else:
-        cut = text.find(b"\r\n\r\n")
-        if cut < 0:
-            return text
-        head_end = cut + 4
-    end = head_end
-    for _ in range(body_lines):
-        next_end = text.find(b"\r\n", end)
-        if next_end < 0:
-            return text
-        end = next_end + 2
-    return text[:end]
 
 
 def unique_id(uid: str) -> str:
@@ -129,8 +81,9 @@ class Maildrop(Protocol):
     @property
     def messages(self) -> Sequence[MessageInfo]: ...
 
-    def read(self, number: int) -> bytes:
-        """Message `number` (1-based) as stored for the user (no mbox From_ line)."""
+    def iter_bytes(self, number: int, chunk_size: int = ...) -> Iterator[bytes]:
+        """Message `number` (1-based) as stored for the user (no mbox From_ line), in
+        blocks of at most `chunk_size` octets, read as they are asked for."""
         ...
 
     def commit(self, deleted: Collection[int]) -> None:
@@ -164,6 +117,18 @@ class Send:
 
 
 @dataclass(frozen=True)
+class Stream:
+    """Blocks to write to the client, in order, pulled one at a time (RETR and TOP).
+
+    Pulling a block reads the mailbox: a `MailError` or `OSError` raised then comes after
+    the `+OK` line went out, so the daemon can only log it and close the connection
+    (which commits nothing).
+    """
+
+    blocks: Iterator[bytes]
+
+
+@dataclass(frozen=True)
 class Pause:
     """Wait this long before the next event and before reading more (failed-login delay)."""
 
@@ -188,7 +153,7 @@ class Log:
     message: str
 
 
-Event = Send | Pause | StartTLS | Close | Log
+Event = Send | Stream | Pause | StartTLS | Close | Log
 
 
 @dataclass(frozen=True)
@@ -203,6 +168,7 @@ class SessionSettings:
     max_failed_logins: int = 3  # then the connection is closed
     max_bad_commands: int = 20  # -ERR replies to bad commands before closing
     peer: str = ""  # for log lines
+    block_size: int = 65536  # RETR and TOP read the mailbox in blocks of this many octets
 
 
 class State(enum.Enum):
@@ -556,14 +522,17 @@ class Pop3Session:
         lines = [f"{n} {field(self._messages[n - 1])}\r\n" for n in self._live_numbers()]
         return [Send(multiline(title + " follows", "".join(lines).encode()))]
 
-    def _read(self, number: int) -> bytes:
+    def _stream(self, first_line: str, number: int, top: int | None) -> list[Event]:
+        """The message as a `Stream`, its first block read now so that a mailbox that
+        cannot be read still gets an -ERR instead of a `+OK` and a cut connection."""
         assert self._maildrop is not None
         try:
-            return crlf_message(self._maildrop.read(number))
+            blocks = iter(self._maildrop.iter_bytes(number, self.settings.block_size))
+            first_block = next(blocks, b"")
         except (MailError, OSError) as error:
-            raise _MaildropFault(
-                self._maildrop_failure(error, f"{self.user}: message {number}", "Message")
-            ) from error
+            return self._maildrop_failure(error, f"{self.user}: message {number}", "Message")
+        stored = itertools.chain((first_block,), blocks)
+        return [Stream(message_chunks(b"+OK " + first_line.encode() + b"\r\n", stored, top))]
 
     def _maildrop_failure(self, error: Exception, context: str, what: str) -> list[Event]:
         if isinstance(error, MaildropInUse):
@@ -583,11 +552,8 @@ class Pop3Session:
 
     def _retr(self, argument: str) -> list[Event]:
         number = self._one_number(argument)
-        try:
-            text = self._read(number)
-        except _MaildropFault as fault:
-            return fault.events
-        return [Send(multiline(f"{len(text)} octets", text))]
+        octets = self._messages[number - 1].wire_size
+        return self._stream(f"{octets} octets", number, None)
 
     def _top(self, argument: str) -> list[Event]:
         words = argument.split()
@@ -596,11 +562,7 @@ class Pop3Session:
         number = self._number(words[0])
         if not words[1].isascii() or not words[1].isdigit() or len(words[1]) > _MAX_NUMBER_DIGITS:
             raise _BadCommand("invalid line count")
-        try:
-            text = self._read(number)
-        except _MaildropFault as fault:
-            return fault.events
-        return [Send(multiline("top of message follows", top_of(text, int(words[1]))))]
+        return self._stream("top of message follows", number, int(words[1]))
 
     def _dele(self, argument: str) -> list[Event]:
         number = self._one_number(argument)
@@ -642,12 +604,6 @@ class Pop3Session:
             Close(),
         ]
         return events
-
-
-class _MaildropFault(Exception):
-    def __init__(self, events: list[Event]) -> None:
-        super().__init__("maildrop fault")
-        self.events = events
 
 
 _AUTH = frozenset({State.AUTHORIZATION})

@@ -16,7 +16,7 @@ from pysendmail import maildrop
 from pysendmail.daemons.pop3d import local_maildrops
 from pysendmail.delivery.prog import RunIdentity
 from pysendmail.log import LOGGER_NAME
-from pysendmail.protocol.pop3 import crlf_message
+from pysendmail.protocol.pop3wire import crlf_message
 from tests.integration.pop3_support import PASSWORDS, message, running_pop3
 
 FORMATS = ["mbox", "maildir"]

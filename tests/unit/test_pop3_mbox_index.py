@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pysendmail.maildrop import MboxMaildrop
-from pysendmail.protocol.pop3 import crlf_size, unique_id
+from pysendmail.protocol.pop3 import unique_id
+from pysendmail.protocol.pop3wire import crlf_size
 
 LINES = st.sampled_from(["From a@b", "", ".dot", "text", "cr\r", ">From q", "x" * 70])
 MESSAGES = st.lists(st.lists(LINES, min_size=1, max_size=8), min_size=1, max_size=12)

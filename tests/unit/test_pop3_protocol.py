@@ -27,12 +27,10 @@ from pysendmail.protocol.pop3 import (
     SessionSettings,
     StartTLS,
     State,
-    crlf_message,
-    crlf_size,
-    dot_stuff,
-    top_of,
+    Stream,
     unique_id,
 )
+from pysendmail.protocol.pop3wire import crlf_message, crlf_size, dot_stuff, top_of
 
 MESSAGES = [
     b"From: a@example.com\nSubject: one\n\nfirst body\n.hidden dot line\n..two dots\nend\n",
@@ -58,10 +56,12 @@ class MemoryMaildrop:
             for number, message in enumerate(self.stored, start=1)
         ]
 
-    def read(self, number: int) -> bytes:
+    def iter_bytes(self, number: int, chunk_size: int = 65536):
         if number in self.damaged_reads:
             raise MailError("bad bytes at offset 12")
-        return self.stored[number - 1]
+        stored = self.stored[number - 1]
+        for start in range(0, len(stored), chunk_size):
+            yield stored[start : start + chunk_size]
 
     def commit(self, deleted) -> None:
         self.committed.append(frozenset(deleted))
@@ -71,6 +71,15 @@ class MemoryMaildrop:
 
 
 PASSWORDS = {"alice": "secret pass", "bob": "hunter2"}
+
+
+def sent(events: list) -> bytes:
+    """The bytes the daemon would write for these events, streams pulled whole."""
+    return b"".join(
+        e.data if isinstance(e, Send) else b"".join(e.blocks)
+        for e in events
+        if isinstance(e, Send | Stream)
+    )
 
 
 class Harness:
@@ -101,7 +110,7 @@ class Harness:
 
     def say(self, line: str | bytes) -> bytes:
         data = line if isinstance(line, bytes) else line.encode() + b"\r\n"
-        return b"".join(e.data for e in self.events(data) if isinstance(e, Send))
+        return sent(self.events(data))
 
     def login(self) -> None:
         assert self.say("USER alice").startswith(b"+OK")
