@@ -32,6 +32,7 @@ import base64
 import email
 import email.generator
 import email.policy
+import errno
 import io
 import os
 import quopri
@@ -39,11 +40,13 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail.config.model import Config, MailerSpec
+from pysendmail.delivery import hoststatus
 from pysendmail.delivery.message import OutgoingMessage, bare_sender
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
@@ -138,6 +141,7 @@ class RemoteSettings:
     # (host name, address) -> credentials; see authinfo_lookup
     auth_lookup: Callable[[str, str], AuthInfo | None] | None = None
     eight_bit_mode: str = "pass8"
+    host_status_dir: str | None = None  # HostStatusDirectory, resolved; None: not kept
 
     @classmethod
     def from_config(cls, config: Config, resolver: Resolver, **overrides: object) -> RemoteSettings:
@@ -149,6 +153,10 @@ class RemoteSettings:
             "command_timeout": float(config.option("Timeout.rcpt", 300)),  # type: ignore[arg-type]
             "data_timeout": float(config.option("Timeout.datafinal", 3600)),  # type: ignore[arg-type]
             "eight_bit_mode": str(config.option("EightBitMode", "pass8") or "pass8"),
+            "host_status_dir": hoststatus.resolve_dir(
+                str(config.option("HostStatusDirectory") or ""),
+                str(config.option("QueueDirectory", "/var/spool/mqueue")),
+            ),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -253,7 +261,8 @@ def _reply_result(
 class _HostFailed(Exception):
     """This host did not take the transaction: try the next one."""
 
-    def __init__(self, text: str, status: str = "4.4.1") -> None:
+    def __init__(self, text: str, status: str = "4.4.1", errno: int = 0) -> None:
+        self.errno = errno
         super().__init__(text)
         self.text = text
         self.status = status
@@ -305,9 +314,11 @@ def deliver_remote(
                 _session(message, state, host, address, port, settings, mailer, ret, envid)
             except _HostFailed as failure:
                 state.last_failure, state.last_status = failure.text, failure.status
+                _keep_host_status(settings, host, failure=failure)
                 continue
             except _DataLost as lost:
                 state.last_failure, state.last_status = str(lost), "4.4.2"
+            _keep_host_status(settings, host, results=list(state.results.values()))
             for index in state.open_indices():
                 state.results[index] = DeliveryResult.deferred(
                     rcpts[index].address,
@@ -323,6 +334,32 @@ def deliver_remote(
             rcpts[index].address, state.last_failure, state.last_status, mailer=mailer_name
         )
     return [state.results[i] for i in range(len(rcpts))]
+
+
+def _keep_host_status(
+    settings: RemoteSettings,
+    host: str,
+    *,
+    failure: _HostFailed | None = None,
+    results: Sequence[DeliveryResult] = (),
+) -> None:
+    """What sendmail keeps in HostStatusDirectory after trying `host`: the connection
+    failure (errno, exit 75), or the last SMTP reply of the transaction."""
+    if settings.host_status_dir is None:
+        return
+    if failure is not None:
+        reply = None if failure.errno else failure.text.removeprefix("Deferred: ")
+        status = hoststatus.HostStatus(
+            errno=failure.errno, exit_status=75, dsn=failure.status, reply=reply
+        )
+    else:
+        replies = [r for r in results if (r.diagnostic_code or "").startswith("smtp; ")]
+        last = replies[-1] if replies else None
+        status = hoststatus.HostStatus(
+            dsn=last.status if last is not None else None,
+            reply=last.diagnostic_code.removeprefix("smtp; ") if last else None,  # type: ignore[union-attr]
+        )
+    hoststatus.store(settings.host_status_dir, host, status._replace(last_use=int(time.time())))
 
 
 def _mail_hosts(destination: str, resolver: Resolver) -> list[str]:
@@ -360,12 +397,15 @@ def _session(
         try:
             code, greeting = client.connect(address, port)
         except ConnectionRefusedError:
-            raise _HostFailed(f"Deferred: Connection refused by {host}.") from None
+            refused = f"Deferred: Connection refused by {host}."
+            raise _HostFailed(refused, errno=errno.ECONNREFUSED) from None
         except TimeoutError:
-            raise _HostFailed(f"Deferred: Connection timed out with {host}.") from None
+            timed_out = f"Deferred: Connection timed out with {host}."
+            raise _HostFailed(timed_out, errno=errno.ETIMEDOUT) from None
         except (OSError, smtplib.SMTPException) as err:
             reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-            raise _HostFailed(f"Deferred: {host}.: {reason}") from None
+            code = getattr(err, "errno", 0) or 0
+            raise _HostFailed(f"Deferred: {host}.: {reason}", errno=code) from None
         if code != 220:
             raise _HostFailed(f"Deferred: {code} {_reply_text(greeting)}", "4.0.0")
         if client.sock is not None:
