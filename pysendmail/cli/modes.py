@@ -29,6 +29,74 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
     return status
 
 
+def _host_status_dir(config, out: TextIO) -> str | None:
+    """HostStatusDirectory as the -bh/-bH modes use it; sendmail warns (on standard
+    output) and goes without when it names no directory."""
+    import errno
+    import os
+
+    from pysendmail.delivery.hoststatus import resolve_dir
+
+    given = str(config.option("HostStatusDirectory") or "")
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    directory = resolve_dir(given, queue_dir)
+    if directory is None:
+        return None
+    if not os.path.isdir(directory):
+        reason = os.strerror(errno.ENOTDIR if os.path.exists(directory) else errno.ENOENT)
+        out.write(f"Warning: Cannot use HostStatusDirectory = {given}: {reason}\n")
+        return None
+    return directory
+
+
+def _host_status(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bh / hoststat: the persistent host status, one line per host."""
+    from pysendmail.cli import runtime
+    from pysendmail.delivery import hoststatus
+
+    directory = _host_status_dir(runtime.load_config(inv), out)
+    if directory is not None:
+        text, problems = hoststatus.listing(directory, verbose=inv.verbose)
+        out.write(text)
+        err.write(problems)
+    return 0
+
+
+def _purge_host_status(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bH / purgestat: remove host status older than Timeout.hoststatus."""
+    from pysendmail.cli import runtime
+    from pysendmail.delivery import hoststatus
+
+    config = runtime.load_config(inv)
+    directory = _host_status_dir(config, out)
+    if directory is not None:
+        max_age = float(config.option("Timeout.hoststatus", 1800) or 0)  # type: ignore[arg-type]
+        hoststatus.purge(directory, max_age)
+    return 0
+
+
+def _queue_counts(inv: Invocation, out: TextIO, err: TextIO) -> int:
+    """-bP: the number of entries in each queue, in the words sendmail prints them with
+    (it keeps the counts in shared memory; pysendmail counts the queue files)."""
+    import os
+
+    from pysendmail.cli import runtime
+    from pysendmail.sysexits import ExitCode
+
+    config = runtime.load_config(inv)
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    try:
+        entries = sum(1 for name in os.listdir(queue_dir) if name.startswith("qf"))
+    except OSError:
+        out.write(f"can not chdir({queue_dir}/): No such file or directory\n")
+        return int(ExitCode.CONFIG)
+    if entries == 0:
+        out.write(f"{queue_dir} is empty\n")
+    else:
+        out.write(f"{queue_dir}: entries={entries}\n\t\tTotal requests: {entries}\n")
+    return 0
+
+
 def _init_aliases(inv: Invocation, out: TextIO, err: TextIO) -> int:
     """-bi / newaliases: rebuild the alias databases."""
     import os
@@ -253,6 +321,9 @@ _RUNNERS: dict[str, Runner] = {
     cli.MODE_PRINT_QUEUE: _print_queue,
     cli.MODE_INIT_ALIASES: _init_aliases,
     cli.MODE_VERIFY: _verify,
+    cli.MODE_HOST_STATUS: _host_status,
+    cli.MODE_PURGE_HOST_STATUS: _purge_host_status,
+    cli.MODE_QUEUE_STATS: _queue_counts,
 }
 
 
