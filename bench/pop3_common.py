@@ -37,7 +37,8 @@ def write_mbox(path: Path, count: int, body_size: int) -> int:
 
 
 def _serve(spool: str, ready) -> None:
-    from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
+    from pysendmail.daemons.pop3_maildrops import local_maildrops
+    from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service
 
     service = Pop3Service(
         hostname="bench.example.com",

@@ -21,7 +21,8 @@ import click
 from pysendmail import log, passwd
 from pysendmail.config.cache import load_config
 from pysendmail.config.model import Config
-from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
+from pysendmail.daemons.pop3_maildrops import local_maildrops
+from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.delivery.local import LocalSettings
 from pysendmail.errors import ConfigError

@@ -2,30 +2,25 @@
 
 This module only moves bytes between sockets and `Pop3Session`s and carries out the
 events they return (send, pause, start TLS, close, log). It owns what the session
-cannot: one session per maildrop at a time (the mailbox locks are held only while a
-session indexes and commits, so that deliveries go on meanwhile: the exclusion between
-sessions is kept here), the connection limits, the life cycle of the listeners (drain
-on stop, a new `Pop3Service` on reload), and where a user's mailbox is
-(`local_maildrops`, by local delivery's rules). What a session may do, and with which
-credentials, is all in the `Pop3Service` the caller builds.
+cannot: the connection limits, the life cycle of the listeners (drain on stop, a new
+`Pop3Service` on reload), and a first, in-process guard of one session per user (the
+session lock between processes is taken by `pop3_maildrops`, which also knows where a
+user's mailbox is). What a session may do, and with which credentials, is all in the
+`Pop3Service` the caller builds.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import socketserver
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from pysendmail import maildrop as maildrops
-from pysendmail.delivery.local import expand_maildir, lookup_user
-from pysendmail.delivery.prog import RunIdentity
+from pysendmail.daemons.pop3_maildrops import HeldMaildrop
 from pysendmail.errors import MailError
 from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3 import (
@@ -34,7 +29,6 @@ from pysendmail.protocol.pop3 import (
     Log,
     Maildrop,
     MaildropInUse,
-    MessageInfo,
     OpenMaildrop,
     Pause,
     Pop3Session,
@@ -52,8 +46,6 @@ RECV_SIZE = 65536
 # socket once this much is gathered (many small messages still go out in few writes).
 READ_BLOCK_SIZE = 65536
 SEND_BUFFER_SIZE = 65536
-# A session waits this long for a delivery that holds the mailbox lock, then says [IN-USE].
-MAILBOX_LOCK_TIMEOUT = 10.0
 # RFC 1939 section 3: an inactivity autologout timer must be of at least 10 minutes.
 IDLE_TIMEOUT = 600.0
 TLS_HANDSHAKE_TIMEOUT = 60.0
@@ -89,30 +81,6 @@ class Pop3Service:
     max_sessions: int = 100
     idle_timeout: float = IDLE_TIMEOUT
     block_size: int = READ_BLOCK_SIZE
-
-
-class _ExclusiveMaildrop:
-    """A maildrop that gives its user's slot back to the daemon when closed."""
-
-    def __init__(self, maildrop: Maildrop, on_close: Callable[[], None]) -> None:
-        self._maildrop = maildrop
-        self._on_close = on_close
-
-    @property
-    def messages(self) -> Sequence[MessageInfo]:
-        return self._maildrop.messages
-
-    def iter_bytes(self, number: int, chunk_size: int = 65536) -> Iterator[bytes]:
-        return self._maildrop.iter_bytes(number, chunk_size)
-
-    def commit(self, deleted: Collection[int]) -> None:
-        self._maildrop.commit(deleted)
-
-    def close(self) -> None:
-        try:
-            self._maildrop.close()
-        finally:
-            self._on_close()
 
 
 class _TCPListener(socketserver.ThreadingTCPServer):
@@ -294,7 +262,7 @@ class Pop3Daemon:
         except BaseException:
             self._give_back(user)
             raise
-        return _ExclusiveMaildrop(maildrop, lambda: self._give_back(user))
+        return HeldMaildrop(maildrop, lambda: self._give_back(user))
 
     def _give_back(self, user: str) -> None:
         with self._lock:
@@ -396,46 +364,3 @@ class _Conversation:
             self.sock.close()
         finally:
             self.daemon._swap_connection(self.sock, None)
-
-
-def local_maildrops(
-    spool_dir: Path,
-    mailbox_format: str = "mbox",
-    *,
-    maildir_template: str | None = None,
-    lock_timeout: float = MAILBOX_LOCK_TIMEOUT,
-    user_lookup: Callable[[str], RunIdentity | None] = lookup_user,
-) -> OpenMaildrop:
-    """Open a user's mailbox where local delivery writes it.
-
-    mbox: `spool_dir/USER`. maildir: the `LocalMaildir` template local delivery uses
-    (`$z/Maildir`, for the user's home) when there is one, else `spool_dir/USER/`.
-    The mbox locks are held while indexing and while committing only, so deliveries go
-    on during a session and a commit keeps what they appended.
-    """
-    if mailbox_format not in ("mbox", "maildir"):
-        raise ValueError(f"unknown mailbox format {mailbox_format!r}")
-
-    def maildir_of(user: str) -> Path:
-        if maildir_template is None:
-            return maildrops.mbox_path(spool_dir, user)
-        identity = user_lookup(user)
-        if identity is None:
-            raise maildrops.MailboxRefused(f"{user}: no such local user for {maildir_template}")
-        return expand_maildir(maildir_template, identity)
-
-    def open_for(user: str) -> Maildrop:
-        try:
-            if mailbox_format == "maildir":
-                path = maildir_of(user)
-                if os.path.lexists(path) and not path.is_dir():
-                    raise maildrops.MailboxRefused(f"{path}: not a Maildir")
-                return maildrops.MaildirMaildrop(path)
-            path = maildrops.mbox_path(spool_dir, user)
-            if path.is_dir():
-                raise maildrops.MailboxRefused(f"{path}: a directory, not an mbox")
-            return maildrops.MboxMaildrop(path, lock_timeout=lock_timeout)
-        except maildrops.MailboxLocked as error:
-            raise MaildropInUse(str(error)) from error
-
-    return open_for

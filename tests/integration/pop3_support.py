@@ -14,7 +14,8 @@ from pathlib import Path
 import trustme
 
 from pysendmail import maildrop
-from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service, local_maildrops
+from pysendmail.daemons.pop3_maildrops import MAILDIR_LOCK_NAME, local_maildrops
+from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service
 
 PASSWORDS = {"alice": "alice pass", "bob": "bob-secret"}
 
@@ -74,13 +75,14 @@ class Pop3Fixture:
         return context
 
     def snapshot(self, user: str = "alice") -> dict[str, bytes]:
-        """Every file of the user's mailbox, by name, with its bytes."""
+        """Every file of the user's mailbox, by name, with its bytes (not the session
+        lock file, which the first session makes)."""
         path = self.mailbox(user)
         if path.is_dir():
             return {
                 str(f.relative_to(path)): f.read_bytes()
                 for f in sorted(path.rglob("*"))
-                if f.is_file()
+                if f.is_file() and f.name != MAILDIR_LOCK_NAME
             }
         return {path.name: path.read_bytes()} if path.exists() else {}
 

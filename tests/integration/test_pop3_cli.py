@@ -136,6 +136,39 @@ def test_daemon_serves_stls_and_pop3s_reloads_on_hup_and_stops_on_term(site, ca,
     ]
 
 
+def test_two_daemons_keep_one_session_per_maildrop_and_deliveries_go_on(site):
+    cf, spool = site
+    argv = ["-C", str(cf), "--foreground", "--listen", "127.0.0.1:0"]
+    argv += ["--mailbox-dir", str(spool), "--allow-plaintext-auth"]
+    first, second = Running(argv), Running(argv)
+    try:
+        holder = poplib.POP3("127.0.0.1", first.port, timeout=10)
+        holder.user("alice")
+        holder.pass_("alice pass")
+        assert holder.stat()[0] == 2
+        other = poplib.POP3("127.0.0.1", second.port, timeout=10)
+        other.user("alice")
+        with pytest.raises(poplib.error_proto, match=r"^b'-ERR \[IN-USE\]"):
+            other.pass_("alice pass")
+        other.quit()
+        # the session holds its own lock, not the mailbox's: a delivery goes in at once
+        maildrop.append_mbox(spool / "alice", "s@example.com", [message(3)], lock_timeout=1.0)
+        holder.dele(1)
+        holder.quit()
+        again = poplib.POP3("127.0.0.1", second.port, timeout=10)
+        again.user("alice")
+        again.pass_("alice pass")
+        subjects = [
+            next(line for line in again.retr(n)[1] if line.startswith(b"Subject:")) for n in (1, 2)
+        ]
+        assert again.stat()[0] == 2
+        again.quit()
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+    assert subjects == [b"Subject: message 2", b"Subject: message 3"]
+
+
 def test_bad_cf_exits_78_naming_the_file(tmp_path):
     cf = tmp_path / "broken.cf"
     cf.write_text("V10/Berkeley\nOOops this is not an option line\n\x01garbage\n")

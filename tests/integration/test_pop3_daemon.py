@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from pysendmail import maildrop
-from pysendmail.daemons.pop3d import local_maildrops
+from pysendmail.daemons.pop3_maildrops import local_maildrops
 from pysendmail.delivery.prog import RunIdentity
 from pysendmail.log import LOGGER_NAME
 from pysendmail.protocol.pop3wire import crlf_message
@@ -240,7 +240,8 @@ def corrupt_mbox_session(tmp_path):
         after = pop3.mailbox("alice").stat()
         assert pop3.mailbox("alice").read_bytes() == garbage
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-        assert sorted(p.name for p in pop3.spool.iterdir()) == ["alice"]
+        # nothing beside it but the session lock file (no temporary copy left behind)
+        assert sorted(p.name for p in pop3.spool.iterdir()) == [".alice.pop3.lock", "alice"]
 
 
 def test_mailbox_of_the_wrong_kind_is_refused(tmp_path):

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from pysendmail import maildrop
-from pysendmail.daemons.pop3d import READ_BLOCK_SIZE, local_maildrops
+from pysendmail.daemons.pop3_maildrops import local_maildrops
+from pysendmail.daemons.pop3d import READ_BLOCK_SIZE
 from pysendmail.protocol.pop3wire import crlf_message
 from tests.integration.pop3_support import message, running_pop3
 
