@@ -13,9 +13,8 @@ the standard library and errors.py, so every floor may use it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pysendmail.errors import AddressSyntaxError
+from pysendmail.record import record
 
 # RFC 5322 `specials`: a local part holding one of these (or a space) must be quoted.
 _SPECIALS = frozenset('()<>[]:;@\\,."')
@@ -25,7 +24,7 @@ _NEW_STYLE_MARKS = frozenset(",;<(")
 EMPTY_GROUP_ERROR = "List:; syntax illegal for recipient addresses"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Address:
     """One item of a recipient list.
 

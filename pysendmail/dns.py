@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.exception
@@ -33,6 +32,7 @@ import dns.resolver
 
 from pysendmail.config.model import Config
 from pysendmail.errors import MailError, TempFailure
+from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
 
 DEFAULT_SERVICE_SWITCH = "/etc/mail/service.switch"
@@ -76,7 +76,7 @@ class DnsTempFailure(TempFailure):
     status = "4.4.3"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MxHost:
     name: str  # without the trailing dot
     preference: int
@@ -119,7 +119,7 @@ def read_hosts_file(path: str | Path) -> dict[str, tuple[str, ...]]:
     return {name: tuple(addrs) for name, addrs in table.items()}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ResolverSettings:
     nameservers: tuple[str, ...] = ()  # empty: the system's /etc/resolv.conf
     port: int = 53

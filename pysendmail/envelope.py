@@ -6,8 +6,9 @@ It holds what the sender said, not what delivery later learns: per-attempt state
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
+
+from pysendmail.record import field, record
 
 
 class Notify(StrEnum):
@@ -32,7 +33,7 @@ class BodyType(StrEnum):
     BINARY_MIME = "BINARYMIME"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ControllingUser:
     """Who owns a |prog or /file target (qf `C` line): the alias file's or .forward's owner."""
 
@@ -42,7 +43,7 @@ class ControllingUser:
     address: str = ""
 
 
-@dataclass
+@record
 class Recipient:
     """One envelope recipient, as given (`bob`, `<bob@example.com>`)."""
 
@@ -55,7 +56,7 @@ class Recipient:
     controlling_user: ControllingUser | None = None
 
 
-@dataclass
+@record
 class Envelope:
     """Sender, recipients and the ESMTP parameters of one message."""
 

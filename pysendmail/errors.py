@@ -7,8 +7,7 @@ sysexits code (command line), the SMTP reply code and the enhanced status code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from pysendmail.record import record
 from pysendmail.sysexits import ExitCode
 
 
@@ -85,7 +84,7 @@ class QueueError(TempFailure):
     status = "4.3.0"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Location:
     """Where a configuration item came from: file, line (1-based) and column (1-based)."""
 
@@ -110,7 +109,7 @@ class ConfigError(MailError):
         super().__init__(f"{location}: {message}" if location else message)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Diagnostic:
     """A warning or error found in a configuration file, kept for `pysendmail-cf check`."""
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from pysendmail.record import record
 
 # The macro byte 0x81 as it appears in text decoded with surrogateescape.
 MACRO_CHAR = "\udc81"
@@ -46,7 +47,7 @@ def encode(text: str) -> bytes:
     return text.encode(ENCODING, ERRORS)
 
 
-@dataclass
+@record
 class Header:
     """One header field.
 

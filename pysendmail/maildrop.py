@@ -47,11 +47,11 @@ import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from pysendmail.errors import MailError, TempFailure
+from pysendmail.record import record
 from pysendmail.sysexits import ExitCode
 
 T = TypeVar("T")
@@ -134,7 +134,7 @@ def _io_error(what: str, err: OSError) -> MailError:
 # ---------------------------------------------------------------- owners, privilege
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MailboxOwner:
     """Whose mailbox it is: files are created for, and written as, this uid/gid."""
 
@@ -586,7 +586,7 @@ def _fsync_dir(directory: Path) -> None:
 # ---------------------------------------------------------------- reading (POP3)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MessageRef:
     """One message of an indexed maildrop. `number` is 1-based, as POP3 numbers them.
 
@@ -634,7 +634,7 @@ class Maildrop(ABC):
         self.close()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _MboxEntry:
     offset: int  # where the From line starts
     body_start: int  # after the From line

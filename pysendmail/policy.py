@@ -19,7 +19,6 @@ import ipaddress
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from pysendmail.errors import MailError, TempFailure
@@ -30,6 +29,7 @@ from pysendmail.protocol.smtp import (
     Verdict,
     VerifyResult,
 )
+from pysendmail.record import field, record
 
 # Lookup results the stock rulesets know, besides an access db value.
 OK, PERM, TEMP = "OK", "PERM", "TEMP"
@@ -85,7 +85,7 @@ class PerThreadLookup:
         return current.lookup(key)  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AccessDb:
     """sendmail's access map searched as the stock `D`, `A`, `F` and `U` rulesets search it."""
 
@@ -234,7 +234,7 @@ def _access_verdict(
 # ---------------------------------------------------------------- the tables
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PolicyTables:
     """The facts from the configuration that the decisions read."""
 

@@ -34,7 +34,6 @@ import pwd
 import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -59,6 +58,7 @@ from pysendmail.errors import (
     TempFailure,
     UserUnknown,
 )
+from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
 
 MAX_ALIAS_RECURSION = 10
@@ -75,7 +75,7 @@ ERROR_MAILER = "*error*"
 # ---------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
     """A mailer triple: `$#mailer $@host $:user`. `host` is "" where the mailer has none."""
 
@@ -84,7 +84,7 @@ class Route:
     user: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Delivery:
     """One delivery the queue runner hands to a delivery module."""
 
@@ -100,7 +100,7 @@ class Delivery:
         return Route(self.mailer, self.host, self.user)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Event:
     """Something sendmail says while expanding: `aliased`, `error`, `note`."""
 
@@ -110,7 +110,7 @@ class Event:
     error: MailError | None = None
 
 
-@dataclass
+@record
 class Expansion:
     deliveries: list[Delivery] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -129,7 +129,7 @@ class Expansion:
         return ExitCode.USAGE if codes else ExitCode.OK
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalUser:
     name: str
     uid: int
@@ -265,7 +265,7 @@ def error_from_value(value: str) -> MailError:
 # ---------------------------------------------------------------- the router
 
 
-@dataclass
+@record
 class _Entry:
     key: tuple[str, str, str]
     address: str

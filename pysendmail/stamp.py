@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from pysendmail.headers import MACRO_CHAR, Header
+from pysendmail.record import record
 
 # Headers whose macros are bound at delivery time, not when queued.
 _BIND_LATE = frozenset({"return-path"})
@@ -24,7 +24,7 @@ _BIND_LATE = frozenset({"return-path"})
 _TRACE = frozenset({"received"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HeaderTemplate:
     """One `H` line: `H?flags?Name: value` (value unexpanded)."""
 

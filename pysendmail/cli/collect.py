@@ -12,15 +12,15 @@ the body, with CRLF counted as LF.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pysendmail.headers import Header, HeaderCollector
+from pysendmail.record import field, record
 
 _READ_SIZE = 64 * 1024
 
 
-@dataclass
+@record
 class Collected:
     """What collect() learnt about the message; the body itself went to the sink."""
 

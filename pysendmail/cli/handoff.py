@@ -27,10 +27,10 @@ import secrets
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from pysendmail.cli.options import Invocation, parse_args
+from pysendmail.record import record
 from pysendmail.sysexits import ExitCode
 
 MAGIC = b"PYSENDMAIL-SUBMIT 1\n"
@@ -123,7 +123,7 @@ def untrusted_view(inv: Invocation) -> Invocation:
     return inv
 
 
-@dataclass
+@record
 class Submission:
     """One complete file of the submission directory, opened and checked."""
 

@@ -7,14 +7,15 @@ the pre-pass sendmail runs before getopt (`-q` alone means "run once", `-C` alon
 each flag (`Invalid operation mode x`, `More than one "from" person`, ...). It returns an
 `Invocation`; it never reads the configuration, the message or the queue.
 
-It is on the submission path, so it imports nothing but the standard library's
-dataclasses (see the start-up budget in bench/README.md).
+It is on the submission path, so it imports nothing but the standard library and
+pysendmail.record (see the start-up budget in bench/README.md).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+from pysendmail.record import field, record
 
 # Operation modes, by the letter of `-b`.
 MODE_DELIVER = "m"  # the default: read a message from stdin and send it
@@ -62,7 +63,7 @@ class ArgumentError(Exception):
     """A flag getopt itself rejects: printed on stderr, exit 64 at once."""
 
 
-@dataclass
+@record
 class QueueRunRequest:
     """What a `-q` asked for: an interval (None = once) and the limits on which items."""
 
@@ -77,7 +78,7 @@ class QueueRunRequest:
     lost_items: bool = False
 
 
-@dataclass
+@record
 class OptionSetting:
     """One `-oXvalue` (letter) or `-O Name=value` (name) in command-line order."""
 
@@ -86,7 +87,7 @@ class OptionSetting:
     value: str
 
 
-@dataclass
+@record
 class Invocation:
     """Everything the command line said, before any configuration is read."""
 

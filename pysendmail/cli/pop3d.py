@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.delivery.local import LocalSettings
 from pysendmail.errors import ConfigError
+from pysendmail.record import record
 from pysendmail.sysexits import ExitCode
 
 PROGRAM = "pysendmail-pop3d"
@@ -34,7 +34,7 @@ ROOT_PORTS = (110, 995)
 NON_ROOT_PORTS = (2110, 2995)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     """What the command line asked for; kept to rebuild the service on SIGHUP."""
 
@@ -67,7 +67,7 @@ def default_listeners(config: Config, tls: bool) -> list[Listener]:
     return listeners
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Built:
     """A service made from the configuration, and what to say about it at start-up."""
 

@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from pysendmail import SENDMAIL_VERSION, address, stamp
@@ -28,13 +27,14 @@ from pysendmail.envelope import BodyType, ControllingUser, Envelope, Notify, Rec
 from pysendmail.errors import AddressSyntaxError, QueueError
 from pysendmail.headers import RECIPIENT_HEADERS, RESENT_RECIPIENT_HEADERS, Header
 from pysendmail.queue.qf import initial_priority
+from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
 
 NO_RECIPIENTS = "Recipient names must be specified"
 NO_HEADER_RECIPIENTS = "No recipient addresses found in header"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Caller:
     """The user running the command (its real uid), as sendmail's RealUserName knows it."""
 
@@ -60,7 +60,7 @@ class Caller:
         return name.replace("&", self.name[:1].upper() + self.name[1:])
 
 
-@dataclass
+@record
 class SubmitContext:
     """What a submission needs from the configuration (and the command line's overrides)."""
 
@@ -82,7 +82,7 @@ class SubmitContext:
     expand: Callable[[list[str], bool], Any] | None = None
 
 
-@dataclass
+@record
 class Outcome:
     exit_code: int
     qid: str | None = None
@@ -227,7 +227,7 @@ def submit(
         return _finish(ctx, inv, caller, draft, collected, argv_recipients, out, now)
 
 
-@dataclass
+@record
 class Target:
     """One recipient line of the queue file."""
 
@@ -239,7 +239,7 @@ class Target:
     host: str = ""
 
 
-@dataclass
+@record
 class Resolved:
     """The recipients of a submission and what went wrong with the others."""
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pysendmail.errors import ConfigError, Diagnostic, Location
+from pysendmail.record import record
 
 if TYPE_CHECKING:
     from lark import Lark
@@ -44,7 +44,7 @@ class TargetKind(StrEnum):
     ERROR = "error"  # error:5.1.1:550 text
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AliasTarget:
     """One target of an alias: `text` as written, `value` unquoted and without its prefix."""
 
@@ -54,7 +54,7 @@ class AliasTarget:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AliasEntry:
     name: str  # the left-hand side as written
     key: str  # the lookup key: the local part, lower-cased
@@ -63,14 +63,14 @@ class AliasEntry:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AliasStats:
     aliases: int
     longest: int
     total: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AliasFile:
     """A parsed aliases file. `entries` maps each key to its last definition."""
 
@@ -115,7 +115,7 @@ def classify_target(text: str) -> tuple[TargetKind, str]:
     return TargetKind.ADDRESS, text.strip()
 
 
-@dataclass
+@record
 class _LogicalLine:
     """A line with its continuations joined, and where each joined piece started."""
 

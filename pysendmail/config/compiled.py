@@ -29,13 +29,13 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
 from pysendmail.config.mapsource import MapEntry, read_table, split_map_lines
 from pysendmail.errors import ConfigError, TempFailure
+from pysendmail.record import field, record
 
 if TYPE_CHECKING:
     from pysendmail.config.model import MapSpec
@@ -85,7 +85,7 @@ def is_fresh(compiled: Path, source: Path) -> bool:
 # ---------------------------------------------------------------- writing
 
 
-@dataclass
+@record
 class BuildResult:
     path: Path
     entries: int  # entries offered
@@ -182,7 +182,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 # ---------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapFlags:
     """The K-line flags that change what a lookup returns."""
 
@@ -242,7 +242,7 @@ def _spec_file(spec: MapSpec) -> str | None:
     return files[-1] if files else None
 
 
-@dataclass
+@record
 class Map:
     """A map whose entries come from a compiled file or, failing that, the text source."""
 
@@ -394,7 +394,7 @@ def compile_source(
 # ---------------------------------------------------------------- aliases
 
 
-@dataclass
+@record
 class AliasTable:
     """The aliases of one alias file, from its compiled form while that is fresh, else
     parsed from the source."""

@@ -21,13 +21,13 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pysendmail.errors import ConfigError, Diagnostic, Location
+from pysendmail.record import record
 
 if TYPE_CHECKING:
     from lark import Lark, Tree
@@ -69,7 +69,7 @@ def kind_for_path(path: str | os.PathLike[str]) -> MapKind:
     return _KIND_BY_FILE_NAME.get(name, MapKind.PLAIN)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapEntry:
     key: str  # folded to lower case unless the reader was told not to
     value: str
@@ -77,7 +77,7 @@ class MapEntry:
     value_column: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapLineProblem:
     """A line makemap refuses, with makemap's own wording (`no RHS for LHS x`)."""
 
@@ -86,7 +86,7 @@ class MapLineProblem:
     duplicate: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapSource:
     path: str
     kind: MapKind
@@ -542,7 +542,7 @@ def read_map_source(path: str | os.PathLike[str], kind: MapKind | None = None) -
 # ---------------------------------------------------------------- one name a line
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NameList:
     path: str
     names: tuple[tuple[str, Location], ...]

@@ -12,10 +12,10 @@ but do not rename or remove one without changing every user.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pysendmail.errors import Diagnostic, Location
+from pysendmail.record import field, record
 
 if TYPE_CHECKING:  # only the embedded default's state_dir holds one: keep the import off
     from pathlib import Path  # the cached start-up path (config.cache)
@@ -48,7 +48,7 @@ _EMPTY: Mapping = FrozenMap()
 # ---------------------------------------------------------------- raw sendmail.cf
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Rule:
     """One `R` line, split at tabs: left-hand side, right-hand side, comment."""
 
@@ -58,7 +58,7 @@ class Rule:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Ruleset:
     """An `S` line and the `R` lines under it. `name` may be "" for numbered-only sets."""
 
@@ -68,7 +68,7 @@ class Ruleset:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MailerSpec:
     """An `M` line: `Mname, P=path, F=flags, S=eq/eq, R=eq/eq, A=argv, ...`."""
 
@@ -89,7 +89,7 @@ class MailerSpec:
         return tuple(self.fields.get("A", "").split())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MapSpec:
     """A `K` line: `Kname class -flags args`."""
 
@@ -101,7 +101,7 @@ class MapSpec:
     file: str | None = None  # the database file, when the class has one
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HeaderSpec:
     """An `H` line: `H?flags?Name: value` or `H?${macro}?Name: value`."""
 
@@ -112,7 +112,7 @@ class HeaderSpec:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClassSource:
     """A `C` or `F` line contributing to a class."""
 
@@ -124,7 +124,7 @@ class ClassSource:
     location: Location
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CfFile:
     """A parsed sendmail.cf, nothing expanded or resolved yet."""
 
@@ -146,7 +146,7 @@ class CfFile:
 # ---------------------------------------------------------------- translated Config
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DaemonSpec:
     """One `DaemonPortOptions` entry."""
 
@@ -158,7 +158,7 @@ class DaemonSpec:
     raw: Mapping[str, str] = _EMPTY
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Config:
     """The immutable snapshot of a translated configuration."""
 
@@ -198,7 +198,7 @@ class Config:
         return tuple(d for d in self.diagnostics if d.severity == "error")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Overrides:
     """Command-line settings that win over the file (`-O Name=value`, `-oXvalue`, `-M x v`)."""
 

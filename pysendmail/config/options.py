@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
+
+from pysendmail.record import record
 
 KINDS = ("duration", "size", "int", "bool", "str", "list", "multi", "mode")
 
@@ -28,7 +29,7 @@ class OptionError(ValueError):
     """A value that does not fit its option's type, or an option nobody knows."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OptionSpec:
     name: str  # sendmail's long name, with its usual capitals
     letter: str | None  # the old one-letter name (`-oQ`, `OQ`), if it has one

@@ -24,7 +24,6 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail import SENDMAIL_VERSION
@@ -49,6 +48,7 @@ from pysendmail.config.options import (
     option_spec,
 )
 from pysendmail.errors import Diagnostic, Location
+from pysendmail.record import record
 
 SYSTEM_CF = "/etc/mail/sendmail.cf"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -78,7 +78,7 @@ def resolve_cf_path(cf_path: str | os.PathLike[str] | None) -> str | None:
     return SYSTEM_CF if os.path.exists(SYSTEM_CF) else None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DefaultEnvironment:
     """Where the embedded default keeps its files: sendmail's paths as root, else a
     per-user state directory and port 2525."""

@@ -18,7 +18,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from pysendmail.daemons.pop3_maildrops import HeldMaildrop
 from pysendmail.errors import MailError
@@ -38,6 +37,7 @@ from pysendmail.protocol.pop3 import (
     Stream,
     Verify,
 )
+from pysendmail.record import record
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pop3d")
 
@@ -53,7 +53,7 @@ TLS_HANDSHAKE_TIMEOUT = 60.0
 SHUTDOWN_POLL_INTERVAL = 0.1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Listener:
     """One address to listen on; `implicit_tls` for POP3S (port 995)."""
 
@@ -66,7 +66,7 @@ class Listener:
         return f"{host}:{self.port}" + (" (pop3s)" if self.implicit_tls else "")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pop3Service:
     """Everything a new session is made from. Replaced whole on SIGHUP."""
 

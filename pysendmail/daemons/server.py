@@ -13,7 +13,6 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dns.exception
@@ -47,6 +46,7 @@ from pysendmail.policy import (
 )
 from pysendmail.protocol.smtp import ClientInfo, SessionSettings, SmtpPolicy, VerifyResult
 from pysendmail.queue.store import QueueStore
+from pysendmail.record import field, record, replace
 from pysendmail.routing import FILE_MAILER, LOCAL_MAILER, PROG_MAILER, Expansion, Router
 from pysendmail.stamp import HeaderTemplate, arpadate
 
@@ -61,7 +61,7 @@ DEFAULT_RECEIVED = (
 )
 
 
-@dataclass
+@record
 class SmtpService:
     """Everything a connection needs; built from one Config and replaced whole on SIGHUP."""
 

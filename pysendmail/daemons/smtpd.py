@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +61,7 @@ from pysendmail.protocol.smtp import (
     StartTLS,
 )
 from pysendmail.queue.store import Draft
+from pysendmail.record import replace
 from pysendmail.stamp import HeaderTemplate, arpadate, default_headers, time_macro
 
 log = logging.getLogger("pysendmail.smtpd")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pysendmail.envelope import Envelope, Notify, Recipient, Ret
 from pysendmail.headers import Header, encode, render
+from pysendmail.record import field, record
 
 MAILER_DAEMON = "MAILER-DAEMON"
 POSTMASTER = "postmaster"
@@ -63,7 +63,7 @@ _WARNING_BANNER = (
 )
 
 
-@dataclass
+@record
 class RecipientReport:
     """What happened to one recipient, for both parts of the report."""
 
@@ -80,7 +80,7 @@ class RecipientReport:
     will_retry_until: float | None = None
 
 
-@dataclass
+@record
 class OriginalMessage:
     """The message a report is about, as the queue holds it."""
 
@@ -95,7 +95,7 @@ class OriginalMessage:
     is_dsn: bool = False  # qf flag r: the message is itself a report
 
 
-@dataclass
+@record
 class DsnMessage:
     """A report ready to be enqueued: `store.open_draft()`, write(body), commit(...)."""
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pysendmail.config.model import Config, MailerSpec
@@ -35,6 +34,7 @@ from pysendmail.delivery.prog import (
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.errors import MailError
 from pysendmail.maildrop import MailboxOwner, append_mbox, deliver_maildir, mbox_path
+from pysendmail.record import field, record
 
 DEFAULT_SPOOL = Path("/var/mail")
 BUILTIN_PATHS = frozenset({"", "[LOCAL]", "[MAIL.LOCAL]"})
@@ -48,7 +48,7 @@ def lookup_user(name: str) -> RunIdentity | None:
     return RunIdentity(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir or "/")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalSettings:
     spool_dir: Path = DEFAULT_SPOOL
     maildir: str | None = None  # a path template: deliver to this Maildir instead
@@ -72,7 +72,7 @@ class LocalSettings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LocalRecipient:
     """A recipient the local mailer gets: the address to report and the user (`$u`)."""
 

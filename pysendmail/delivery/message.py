@@ -11,16 +11,17 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from pysendmail.record import field, record
 
 CHUNK_SIZE = 65536
 
 BodySource = Path | bytes | Callable[[], Iterable[bytes]]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OutgoingMessage:
     """One message ready for a mailer.
 

@@ -28,19 +28,19 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from pysendmail.config.model import Config, MailerSpec
 from pysendmail.delivery.message import OutgoingMessage, bare_sender, mailer_stream
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.envelope import ControllingUser
 from pysendmail.errors import Location
+from pysendmail.record import field, record
 
 DEFAULT_PROGRAM_TIMEOUT = 600.0  # seconds; the caller passes the configured value
 _OUTPUT_KEPT = 4096
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunIdentity:
     """Who a program or file delivery runs as."""
 
@@ -50,7 +50,7 @@ class RunIdentity:
     home: str = "/"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramOutcome:
     exit_code: int | None  # None: killed (timeout, signal) or never started
     output: bytes = b""
@@ -59,7 +59,7 @@ class ProgramOutcome:
     start_error: OSError | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramSettings:
     """What a program delivery needs from the configuration (see `from_config`)."""
 
@@ -341,7 +341,7 @@ _TRANSIENT_ERRNOS = {11, 12, 23, 24, 28, 122}  # EAGAIN ENOMEM ENFILE EMFILE ENO
 # ---------------------------------------------------------------- entry points
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProgramTarget:
     """One recipient handed to a program mailer: the address to report, the `$u` value
     (for `|cmd` the command without its bar) and who controls it (qf `C` line)."""

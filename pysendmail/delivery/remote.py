@@ -42,7 +42,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail.config.model import Config, MailerSpec
@@ -51,18 +50,19 @@ from pysendmail.delivery.message import OutgoingMessage, bare_sender
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
 from pysendmail.errors import MailError
+from pysendmail.record import record
 
 DEFAULT_PORT = 25
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoteRecipient:
     address: str  # as given to RCPT TO, without angle brackets
     notify: frozenset[str] | None = None  # DSN NOTIFY= values
     orcpt: str | None = None  # DSN ORCPT= as given ("rfc822;bob@example.com")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AuthInfo:
     """Credentials for AUTH to a smart host (sendmail's authinfo / `AuthInfo:` entries)."""
 
@@ -129,7 +129,7 @@ def authinfo_lookup(
     return find
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoteSettings:
     resolver: Resolver
     helo_name: str  # $j
@@ -223,7 +223,7 @@ def _split_enhanced(code: int, text: str) -> tuple[str, str]:
     return f"{str(code)[0]}.0.0", text
 
 
-@dataclass
+@record
 class _Transaction:
     """Results decided so far, by recipient index."""
 
@@ -756,7 +756,7 @@ def convert_to_7bit(
 # ---------------------------------------------------------------- many destinations
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoteTarget:
     """One routed recipient for an SMTP mailer: `$h` (the destination) and the address
     for RCPT TO, with its DSN parameters."""

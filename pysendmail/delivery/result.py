@@ -9,11 +9,11 @@ sendmail's logs. This module does no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pysendmail.errors import MailError
+from pysendmail.record import record
 from pysendmail.sysexits import ExitCode
 
 
@@ -63,7 +63,7 @@ def sysexit_message(code: int) -> tuple[int, str, str]:
         return 554, "5.3.0", f"unknown mailer error {code}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DeliveryResult:
     """One recipient's result.
 

@@ -27,11 +27,11 @@ import itertools
 import logging
 import secrets
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from pysendmail.errors import MailError, TempFailure
 from pysendmail.protocol.pop3wire import message_chunks, multiline
+from pysendmail.record import record
 
 # RFC 2449: a command line is at most 255 octets with its CRLF. A SASL response line
 # (RFC 5034) may be longer: PLAIN carries two names and a password in base64.
@@ -109,14 +109,14 @@ ApopSecret = Callable[[str], str | None]
 # ---------------------------------------------------------------- what the session asks for
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Send:
     """Bytes to write to the client, in order."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Stream:
     """Blocks to write to the client, in order, pulled one at a time (RETR and TOP).
 
@@ -128,24 +128,24 @@ class Stream:
     blocks: Iterator[bytes]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pause:
     """Wait this long before the next event and before reading more (failed-login delay)."""
 
     seconds: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StartTLS:
     """Start TLS as the server now (the +OK has been sent), then call `tls_started()`."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Close:
     """Close the connection after the events before this one."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Log:
     """A line for the mail log."""
 
@@ -156,7 +156,7 @@ class Log:
 Event = Send | Stream | Pause | StartTLS | Close | Log
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SessionSettings:
     """What the daemon tells a session about its connection and its policy."""
 

@@ -12,12 +12,11 @@ unknown") are carried by `pysendmail.errors.MailError` objects and formatted by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pysendmail.errors import MailError
+from pysendmail.record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reply:
     """One reply as sent: code, enhanced status (or None) and one or more text lines."""
 
@@ -54,7 +53,7 @@ class Reply:
         return cls(error.reply_code, error.status, (text,))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ReplyTemplate:
     """A named reply: code, enhanced status and a text template."""
 

@@ -26,13 +26,13 @@ import binascii
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from pysendmail.envelope import BodyType, Envelope, Notify, Recipient, Ret
 from pysendmail.errors import MailError
 from pysendmail.protocol import replies as R
 from pysendmail.protocol.replies import Reply
+from pysendmail.record import record
 
 # sendmail's limits: MAXBADCOMMANDS, MAXSHORTSTR; LONG_MAX for SIZE=.
 MAX_BAD_COMMANDS = 25
@@ -46,21 +46,21 @@ _HEADER_NAME = re.compile(rb"^[!-9;-~]+[ \t]*:")
 # ---------------------------------------------------------------- events
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MessageStart:
     """A message begins (after 354 or the first BDAT): open a draft in the queue."""
 
     envelope: Envelope
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BodyChunk:
     """Part of the body (no header block), LF line ends, dots unstuffed."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MessageComplete:
     """The message ended well: enqueue it (unless `discard`) and call back with the result.
 
@@ -74,26 +74,26 @@ class MessageComplete:
     discard: bool = False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MessageAborted:
     """The message will not be accepted: throw the draft away."""
 
     reason: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StartTLS:
     """Start the TLS handshake now, then call `tls_started()` (or `tls_failed()`)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EtrnRequest:
     """The client asked for a queue run for `node` (a domain, `@domain` or `#queuegroup`)."""
 
     node: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Close:
     """Close the connection (after writing the replies before it)."""
 
@@ -113,7 +113,7 @@ Output = (
 # ---------------------------------------------------------------- what the session is told
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClientInfo:
     """Who is talking: the peer as the daemon found it, before any command."""
 
@@ -133,7 +133,7 @@ class ClientInfo:
         return f"{self.name} [{self.addr}]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SessionSettings:
     """Limits and offered extensions, derived from the configuration by the daemon."""
 
@@ -164,7 +164,7 @@ class Verdict(enum.Enum):
     DISCARD = "discard"  # accept, then throw the message away
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConnectDecision:
     """What the access db says about the client at connect time."""
 
@@ -173,7 +173,7 @@ class ConnectDecision:
     refusal: MailError | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VerifyResult:
     """VRFY/EXPN: a qualified address and whether it is delivered here."""
 
@@ -201,7 +201,7 @@ class SmtpPolicy(Protocol):
     def authenticate(self, authcid: str, password: str, authzid: str) -> bool: ...
 
 
-@dataclass
+@record
 class SessionView:
     """What policy may know about the session when deciding."""
 

@@ -15,20 +15,20 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
 
 from pysendmail.headers import decode
+from pysendmail.record import asdict, field, record
 from pysendmail.sysexits import ExitCode
 
 
-@dataclass
+@record
 class ListedRecipient:
     address: str
     flags: str
     controlling_user: str | None = None
 
 
-@dataclass
+@record
 class ListedMessage:
     qid: str
     size: int  # of the df, -1 when missing

@@ -33,10 +33,10 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from pysendmail.envelope import Envelope, Notify, Recipient, Ret
 from pysendmail.headers import Header, decode, encode, header_from_lines
+from pysendmail.record import field, record
 
 QF_VERSION = 8
 
@@ -113,7 +113,7 @@ def retry_priority(priority: int) -> int:
 # ---------------------------------------------------------------- the records
 
 
-@dataclass
+@record
 class QueueRecipient:
     """One `R` line with the `C`, `Q` and `r` lines that belong to it."""
 
@@ -152,7 +152,7 @@ class QueueRecipient:
         return addr.strip()
 
 
-@dataclass
+@record
 class QueueFile:
     """A parsed qf file. Mutable: the queue runner updates it and writes it back."""
 

@@ -26,12 +26,10 @@ the next run: the one window sendmail also has (see queue.store).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -51,6 +49,8 @@ from pysendmail.queue import qf as qfmod
 from pysendmail.queue.listing import gather
 from pysendmail.queue.qf import QueueFile, QueueRecipient
 from pysendmail.queue.store import LockedMessage, QueueStore
+from pysendmail.record import field, record
+from pysendmail.record import replace as replace_fields
 
 log = logging.getLogger("pysendmail.queue")
 
@@ -69,7 +69,7 @@ class Deliverer(Protocol):
 Route = Callable[[QueueRecipient, "QueuedMessage"], list[Any]]
 
 
-@dataclass
+@record
 class QueuedMessage:
     """A locked queued message, as deliverers see it."""
 
@@ -104,7 +104,7 @@ class QueuedMessage:
             return body.read()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunFilter:
     """One -qR/-qS/-qI selection: a case-insensitive substring, maybe negated (-q!R)."""
 
@@ -141,7 +141,7 @@ def selected(filters: list[RunFilter], qid: str, sender: str, rcpts: list[str]) 
     return all(any(f.matches(qid, None, sender, rcpts) for f in group) for group in kinds.values())
 
 
-@dataclass
+@record
 class MessageOutcome:
     qid: str
     sent: list[str] = field(default_factory=list)
@@ -151,7 +151,7 @@ class MessageOutcome:
     removed: bool = False
 
 
-@dataclass
+@record
 class RunSummary:
     attempted: int = 0
     skipped_locked: int = 0
@@ -309,7 +309,7 @@ class QueueRunner:
         for index, delivery in members:
             cached = self._host_status.get(_host_key(delivery))
             if cached is not None:
-                result = dataclasses.replace(cached, recipient=recipients[index].address)
+                result = replace_fields(cached, recipient=recipients[index].address)
                 if self.verbose:
                     self._say(f"{recipients[index].address}... {result.text}")
                 yield index, delivery, result

@@ -42,7 +42,6 @@ about two directory fsyncs, not N.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import logging
@@ -51,7 +50,6 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from pysendmail.envelope import Envelope
@@ -59,6 +57,8 @@ from pysendmail.errors import QueueError
 from pysendmail.headers import Header
 from pysendmail.queue import qf as qfmod
 from pysendmail.queue.qf import QueueFile, QueueFileCorrupt, QueueIdGenerator
+from pysendmail.record import record
+from pysendmail.record import replace as replace_fields
 
 log = logging.getLogger("pysendmail.queue")
 
@@ -219,7 +219,7 @@ class Draft:
             msg_size = header_size + (1 if headers else 0) + self.size
         envelope_copy = envelope
         if self.has_8bit and "8" not in envelope.flags:
-            envelope_copy = dataclasses.replace(envelope, flags={*envelope.flags, "8"})
+            envelope_copy = replace_fields(envelope, flags={*envelope.flags, "8"})
         return qfmod.from_envelope(
             self.qid,
             envelope_copy,
@@ -278,7 +278,7 @@ class Draft:
             self.abort()
 
 
-@dataclass
+@record
 class LockedMessage:
     """A qf this process holds the lock of; `queue_file` may be rewritten and saved."""
 

@@ -10,8 +10,7 @@ SMTP policy and the router share it. Pure: no I/O beyond the callbacks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from pysendmail.record import record
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.context import (
     ERROR_MAILER,
@@ -48,7 +47,7 @@ _ERROR_CODES = {
 }
 
 
-@dataclass
+@record
 class ParsedAddress:
     """What parseaddr() leaves in an ADDRESS: the mailer, host and user, and its state."""
 

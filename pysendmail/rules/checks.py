@@ -15,8 +15,8 @@ has its own macros and messages).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
+from pysendmail.record import record
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.context import RuleWorld
 from pysendmail.rules.engine import EX_OK, Messages, is_enhanced_status, stripquotes
@@ -25,7 +25,7 @@ from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """What a check ruleset decided."""
 

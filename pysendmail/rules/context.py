@@ -14,13 +14,13 @@ lines and map sources are read only through the injected openers.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pysendmail.config.model import CfFile, Config, MailerSpec, MapSpec
+from pysendmail.record import field, record
+from pysendmail.record import replace as replace_fields
 from pysendmail.rules import maps as mp
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.engine import (
@@ -48,7 +48,7 @@ M_USR_UPPER = "u"
 M_NOCOMMENT = "c"
 
 
-@dataclass
+@record
 class Mailer:
     """One mailer as sendmail keeps it (the fields `=M` prints and /try and /parse use)."""
 
@@ -111,7 +111,7 @@ def _split_builtin(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), fields
 
 
-@dataclass
+@record
 class ClassTable:
     """sendmail's classes: members by class id, and the symbol-table order `$=X` prints."""
 
@@ -282,7 +282,7 @@ class AliasesMap(mp.Map):
         return mp.map_rewrite(value, args, self.flags.append), mp.EX_OK
 
 
-@dataclass
+@record
 class RuleWorld:
     """Everything the rewriting rules of one configuration need, ready to run."""
 
@@ -306,7 +306,7 @@ class RuleWorld:
             dict(self.classes.spelled),
             {bucket: list(words) for bucket, words in self.classes.buckets.items()},
         )
-        return dataclasses.replace(self, macros=dict(self.macros), classes=classes)
+        return replace_fields(self, macros=dict(self.macros), classes=classes)
 
     def mailer(self, name: str) -> Mailer | None:
         for mailer in self.mailers:

@@ -16,9 +16,9 @@ never raises: a broken rule or address yields sendmail's status code.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from pysendmail.record import field, record
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.tokenizer import (
     CALLSUBR,
@@ -141,7 +141,7 @@ class RuleMap(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CompiledRule:
     lhs: tuple[str, ...]
     rhs: tuple[str, ...]
@@ -164,7 +164,7 @@ class CompiledRule:
         object.__setattr__(self, "min_tokens", needed)
 
 
-@dataclass
+@record
 class RuleBook:
     """All rulesets of a configuration: rules by number, names both ways."""
 
@@ -302,7 +302,7 @@ def stripquotes(text: str) -> str:
     return "".join(out)
 
 
-@dataclass
+@record
 class _Match:
     pattern: int  # index of the LHS token
     first: int

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pysendmail.record import field, record
 from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
@@ -36,7 +36,7 @@ Result = tuple["str | None", int]
 # ---------------------------------------------------------------- flags
 
 
-@dataclass
+@record
 class MapFlags:
     """The parsed `-x` flags of a `K` line, and what is left (file name, class args)."""
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+
+from pysendmail.record import record
 
 # ---------------------------------------------------------------- metasymbols
 
@@ -139,7 +140,7 @@ def _base_table(comments: bool) -> list[int]:
     return table
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TokenTables:
     """The token-type tables of one configuration (they depend on `OperatorChars`)."""
 
@@ -174,7 +175,7 @@ def _ignore(_message: str) -> None:
     return None
 
 
-@dataclass
+@record
 class Scan:
     """What prescan() found: the tokens (None on a fatal error) and where it stopped."""
 

@@ -304,7 +304,7 @@ def test_reload_applies_to_new_sessions(tmp_path):
     with running_pop3(tmp_path) as pop3:
         pop3.deliver("alice", message(1))
         old = pop3.login()
-        from dataclasses import replace
+        from pysendmail.record import replace
 
         pop3.daemon.reload(replace(pop3.daemon.service, hostname="renamed.example.com"))
         new = pop3.client()

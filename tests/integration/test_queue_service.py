@@ -1,7 +1,6 @@
 """A runner assembled from the office fixture's sendmail.cf: real translation, real
 routing (aliases, the local mailer program), the queue sendmail left behind."""
 
-import dataclasses
 import os
 import shutil
 
@@ -12,6 +11,7 @@ from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsTempFailure, ResolverSettings
 from pysendmail.queue import service
 from pysendmail.queue.deliverers import RemoteDeliverer
+from pysendmail.record import replace
 from pysendmail.routing import LocalUser, Router
 from tests.conftest import cli_case
 from tests.integration.test_queue_sendmail_queue import recorded_run_time
@@ -52,7 +52,7 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
         (queue_dir / name).write_bytes(raw)
     config = translate(office / "office.cf", hostname="mail.example.com")
     options = {**config.options, "QueueDirectory": str(queue_dir)}
-    config = dataclasses.replace(config, options=options)
+    config = replace(config, options=options)
     # Remote recipients must not leave the machine: the office hosts file maps them to
     # 192.0.2.x, so the SMTP mailers are replaced by one that defers.
     keep_local = {name: Unreachable() for name in ("esmtp", "smtp", "smtp8", "dsmtp", "relay")}

@@ -1,0 +1,256 @@
+"""Record classes: what `dataclasses` gives, without its cost at import time.
+
+`dataclasses` writes each class's `__init__`, `__repr__`, `__eq__`, `__hash__` (and, for a
+frozen class, `__setattr__` and `__delattr__`) as source text and compiles it when the
+class statement runs: about half a millisecond a class on a small machine, plus `inspect`,
+which it imports. `sendmail -t -i` runs once per message and imports some fifty classes,
+so that was most of its start-up. `record` shares one `__repr__`, `__eq__`, `__hash__`
+and frozen `__setattr__` among all classes, and compiles a class's `__init__` the first
+time the class is called, so a class that is only unpickled (the cached configuration)
+never compiles one.
+
+The meaning is dataclasses' for what pysendmail uses: `@record`, `@record(frozen=True)`,
+`field(default=, default_factory=, init=, repr=, compare=)`, `__post_init__`, a method
+defined in the class body wins over the generated one, `replace()`, `fields()`,
+`asdict()`. Records do not inherit fields from other records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, TypeVar, dataclass_transform
+
+T = TypeVar("T")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+_FIELDS = "__record_fields__"
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a frozen record."""
+
+
+class Field:
+    """One field of a record: its name, default and what the generated methods do with it."""
+
+    __slots__ = ("compare", "default", "default_factory", "init", "name", "repr")
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Any = MISSING,
+        init: bool = True,
+        repr: bool = True,
+        compare: bool = True,
+    ) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name = ""
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.compare = compare
+
+    def __repr__(self) -> str:
+        return f"Field(name={self.name!r}, default={self.default!r})"
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Callable[[], Any] | _Missing = MISSING,
+    init: bool = True,
+    repr: bool = True,
+    compare: bool = True,
+) -> Any:
+    """Describe a field whose default, place in `__init__`, repr or comparison is special."""
+    return Field(default, default_factory, init, repr, compare)
+
+
+@dataclass_transform(field_specifiers=(field, Field))
+def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
+    """Make `cls` a record: `__init__`, `__repr__`, `__eq__` (and `__hash__` when frozen)."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        return _make_record(cls, frozen)
+
+    return wrap if cls is None else wrap(cls)
+
+
+def _make_record(cls: type[T], frozen: bool) -> type[T]:
+    body = cls.__dict__
+    record_fields = []
+    seen_default = False
+    for name in body.get("__annotations__", {}):
+        value = body.get(name, MISSING)
+        spec = value if isinstance(value, Field) else Field(default=value)
+        spec.name = name
+        has_default = spec.default is not MISSING or spec.default_factory is not MISSING
+        if spec.init:
+            if has_default:
+                seen_default = True
+            elif seen_default:
+                raise TypeError(f"non-default argument {name!r} follows default argument")
+        if spec.default is not MISSING and type(spec.default).__hash__ is None:
+            raise ValueError(
+                f"mutable default {type(spec.default)} for field {name} is not allowed:"
+                " use default_factory"
+            )
+        if isinstance(value, Field):
+            if spec.default is MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, spec.default)
+        record_fields.append(spec)
+
+    fields_tuple = tuple(record_fields)
+    setattr(cls, _FIELDS, fields_tuple)
+    cls.__match_args__ = tuple(f.name for f in fields_tuple if f.init)  # type: ignore[attr-defined]
+    compared = [f.name for f in fields_tuple if f.compare]
+    cls.__record_key__ = staticmethod(_key_getter(compared))  # type: ignore[attr-defined]
+    cls.__record_repr__ = tuple(f.name for f in fields_tuple if f.repr)  # type: ignore[attr-defined]
+
+    if "__init__" not in body:
+        cls.__init__ = _lazy_init(cls, fields_tuple, frozen)  # type: ignore[misc]
+    if "__repr__" not in body:
+        cls.__repr__ = _record_repr  # type: ignore[assignment]
+    if "__eq__" not in body:
+        cls.__eq__ = _record_eq  # type: ignore[assignment]
+    explicit_hash = "__hash__" in body and not (body["__hash__"] is None and "__eq__" in body)
+    if not explicit_hash:
+        cls.__hash__ = _record_hash if frozen else None  # type: ignore[assignment]
+    if frozen:
+        cls.__setattr__ = _frozen_setattr  # type: ignore[assignment]
+        cls.__delattr__ = _frozen_delattr  # type: ignore[assignment]
+    return cls
+
+
+def _key_getter(names: list[str]) -> Callable[[Any], tuple]:
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        only = attrgetter(names[0])
+        return lambda obj: (only(obj),)
+    return attrgetter(*names)
+
+
+def _record_repr(self: Any) -> str:
+    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__record_repr__)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _record_eq(self: Any, other: object) -> Any:
+    if other.__class__ is self.__class__:
+        key = self.__record_key__
+        return key(self) == key(other)
+    return NotImplemented
+
+
+def _record_hash(self: Any) -> int:
+    return hash(self.__record_key__(self))
+
+
+def _frozen_setattr(self: Any, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _lazy_init(cls: type, fields_tuple: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        compiled = _compile_init(cls, fields_tuple, frozen)
+        cls.__init__ = compiled  # type: ignore[misc]
+        compiled(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
+
+
+def _compile_init(cls: type, fields_tuple: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
+    """The class's real `__init__`, compiled from source as dataclasses would make it."""
+    scope: dict[str, Any] = {"MISSING": MISSING}
+    params = ["self"]
+    lines = ["_d = self.__dict__"] if frozen else []
+    for spec in fields_tuple:
+        name = spec.name
+        if spec.default_factory is not MISSING:
+            scope[f"_factory_{name}"] = spec.default_factory
+            if spec.init:
+                params.append(f"{name}=MISSING")
+                value = f"_factory_{name}() if {name} is MISSING else {name}"
+            else:
+                value = f"_factory_{name}()"
+        elif spec.init:
+            if spec.default is MISSING:
+                params.append(name)
+            else:
+                scope[f"_default_{name}"] = spec.default
+                params.append(f"{name}=_default_{name}")
+            value = name
+        elif spec.default is not MISSING:
+            scope[f"_default_{name}"] = spec.default
+            value = f"_default_{name}"
+        else:
+            continue
+        lines.append(f"_d[{name!r}] = {value}" if frozen else f"self.{name} = {value}")
+    if hasattr(cls, "__post_init__"):
+        lines.append("self.__post_init__()")
+    source = f"def __init__({', '.join(params)}):\n" + "".join(
+        f"    {line}\n" for line in lines or ["pass"]
+    )
+    exec(source, scope)
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    return init
+
+
+def is_record(obj: object) -> bool:
+    """True for a record class or an instance of one."""
+    return hasattr(obj if isinstance(obj, type) else type(obj), _FIELDS)
+
+
+def fields(obj: object) -> tuple[Field, ...]:
+    """The fields of a record class or instance, in order."""
+    try:
+        return getattr(obj, _FIELDS)
+    except AttributeError:
+        raise TypeError("fields() needs a record class or instance") from None
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the record `obj` with `changes` made, through its `__init__`."""
+    for spec in fields(obj):
+        if not spec.init:
+            if spec.name in changes:
+                raise ValueError(f"field {spec.name} cannot be changed with replace()")
+            continue
+        if spec.name not in changes:
+            changes[spec.name] = getattr(obj, spec.name)
+    return type(obj)(**changes)
+
+
+def asdict(obj: object) -> Any:
+    """A record as a dict, recursively (records in lists, tuples and dicts too)."""
+    if is_record(obj) and not isinstance(obj, type):
+        return {spec.name: asdict(getattr(obj, spec.name)) for spec in fields(obj)}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*[asdict(item) for item in obj])
+    if isinstance(obj, list | tuple):
+        return type(obj)(asdict(item) for item in obj)
+    if isinstance(obj, dict):
+        return type(obj)((asdict(key), asdict(value)) for key, value in obj.items())
+    return obj
