@@ -8,7 +8,7 @@ import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trustme
@@ -16,6 +16,7 @@ import trustme
 from pysendmail import maildrop
 from pysendmail.daemons.pop3_maildrops import MAILDIR_LOCK_NAME, local_maildrops
 from pysendmail.daemons.pop3d import Listener, Pop3Daemon, Pop3Service
+from pysendmail.record import replace
 
 PASSWORDS = {"alice": "alice pass", "bob": "bob-secret"}
 
