@@ -307,6 +307,36 @@ def address_syntax_error(address: str, *, sender: bool) -> MailError | None:
     return None
 
 
+# ---------------------------------------------------------------- the cf's own rules
+
+
+class RuleOutcome(Protocol):
+    """What a check ruleset decided (rules.checks.Verdict)."""
+
+    action: str  # accept, reject, tempfail, discard, quarantine
+    reply: str | None  # "550 5.7.1 Access denied" for reject/tempfail
+
+
+class RuleCheckHooks(Protocol):
+    """The cf's check_relay/check_mail/check_rcpt run by the rules engine; each returns
+    None where the cf's rules are stock and the tables decide."""
+
+    def connect(self, client: ClientInfo) -> RuleOutcome | None: ...
+
+    def mail(self, session: SessionView, sender: str) -> RuleOutcome | None: ...
+
+    def rcpt(self, session: SessionView, recipient: str) -> RuleOutcome | None: ...
+
+
+def rule_verdict(outcome: RuleOutcome) -> Verdict:
+    """A ruleset's `$#discard` / `$#OK` as a Verdict; its `$#error` raised as the reply."""
+    if outcome.action in ("reject", "tempfail"):
+        code, _, rest = (outcome.reply or "550 5.7.1 Access denied").partition(" ")
+        status, _, text = rest.partition(" ")
+        raise MailError(text, reply_code=int(code), status=status)
+    return Verdict.DISCARD if outcome.action == "discard" else Verdict.ACCEPT
+
+
 # ---------------------------------------------------------------- the policy
 
 
@@ -319,14 +349,14 @@ class StockPolicy:
         recipients: RecipientChecker,
         hosts: HostLookup,
         authenticator: Callable[[str, str], bool] | None = None,
-        local_rcpt_check: Callable[[str], MailError | None] | None = None,
+        rule_checks: RuleCheckHooks | None = None,
     ) -> None:
         self.tables = tables
         self.recipients = recipients
         self.hosts = hosts
         self.authenticator = authenticator
-        # The cf's hand-written Local_check_rcpt rules, which stock check_rcpt runs first.
-        self.local_rcpt_check = local_rcpt_check
+        # The cf's own check_* rulesets where it has hand-written rules (rules engine).
+        self.rule_checks = rule_checks
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ connect
@@ -334,6 +364,13 @@ class StockPolicy:
     def check_connect(self, client: ClientInfo) -> ConnectDecision:
         if not client.addr:
             return ConnectDecision()
+        if self.rule_checks is not None:
+            ruled = self.rule_checks.connect(client)
+            if ruled is not None:
+                try:
+                    return ConnectDecision(verdict=rule_verdict(ruled))
+                except MailError as refusal:
+                    return ConnectDecision(refusal=refusal)
         access = self.tables.access
         found = None
         if client.name and not client.name.startswith("["):
@@ -361,6 +398,10 @@ class StockPolicy:
     def check_mail(self, session: SessionView, sender: str) -> Verdict:
         if not sender:
             return Verdict.ACCEPT  # RFC 1123: <> must be accepted
+        if self.rule_checks is not None:
+            ruled = self.rule_checks.mail(session, sender)
+            if ruled is not None:
+                return rule_verdict(ruled)
         tables = self.tables
         client = session.client
         local, domain = split_address(sender)
@@ -429,10 +470,13 @@ class StockPolicy:
     # ------------------------------------------------------------ RCPT
 
     def check_rcpt(self, session: SessionView, recipient: str) -> Verdict:
-        if self.local_rcpt_check is not None:
-            refused = self.local_rcpt_check(recipient)
-            if refused is not None:
-                raise refused
+        if self.rule_checks is not None:
+            ruled = self.rule_checks.rcpt(session, recipient)
+            if ruled is not None:
+                verdict = rule_verdict(ruled)
+                if verdict is not Verdict.DISCARD:
+                    self.recipients.check_recipient(recipient)
+                return verdict
         verdict = self._rcpt_access(recipient)
         if verdict is Verdict.DISCARD:
             return verdict  # $#discard ends check_rcpt: no relay or user checks

@@ -14,6 +14,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.resolver
@@ -49,6 +50,9 @@ from pysendmail.queue.store import QueueStore
 from pysendmail.record import field, record, replace
 from pysendmail.routing import FILE_MAILER, LOCAL_MAILER, PROG_MAILER, Expansion, Router
 from pysendmail.stamp import HeaderTemplate, arpadate
+
+if TYPE_CHECKING:
+    from pysendmail.rules.smtpchecks import RuleChecks
 
 log = logging.getLogger("pysendmail.smtpd")
 
@@ -401,26 +405,12 @@ def background_delivery(config: Config, workers: int = 2) -> Callable[[str], Non
     return start
 
 
-def local_rcpt_check(config: Config) -> Callable[[str], MailError | None] | None:
-    """The cf's own `Local_check_rcpt` rules (LOCAL_RULESETS), run by the rules engine as
-    sendmail's check_rcpt runs them, before its stock checks; None when the cf has none."""
-    ruleset = config.rulesets.get("Local_check_rcpt")
-    if ruleset is None or not ruleset.rules:
-        return None
-    from pysendmail.rules.checks import run_check
-    from pysendmail.rules.context import build_world
+def rule_checks(config: Config) -> RuleChecks | None:
+    """The cf's own check_relay/check_mail/check_rcpt rules (LOCAL_RULESETS, LOCAL_RULE_*),
+    run by the rules engine where the cf has rules beyond the stock m4 output; None else."""
+    from pysendmail.rules.smtpchecks import checks_for_config
 
-    world = build_world(config.cf, hostname=config.hostname, config=config)
-
-    def check(recipient: str) -> MailError | None:
-        verdict = run_check(world, "Local_check_rcpt", recipient)
-        if verdict.action not in ("reject", "tempfail"):
-            return None
-        code, _, rest = (verdict.reply or "550 5.7.1 Access denied").partition(" ")
-        status, _, text = rest.partition(" ")
-        return MailError(text, reply_code=int(code), status=status)
-
-    return check
+    return checks_for_config(config, open_map=lambda spec: shared_map(spec).lookup)
 
 
 def service_from_config(
@@ -462,7 +452,7 @@ def service_from_config(
         recipients,
         hosts,
         authenticator=authenticate if has_passwords else None,
-        local_rcpt_check=local_rcpt_check(config),
+        rule_checks=rule_checks(config),
     )
     received = next(
         (h.value for h in config.headers if h.name.lower() == "received"), DEFAULT_RECEIVED

@@ -1,0 +1,149 @@
+"""The cf's own `check_*` rulesets at SMTP time, where the cf holds hand-written rules.
+
+`RuleChecks.for_cf(world, report)` knows, from `rules/stock.py`'s report, at which points
+the cf has rules beyond sendmail's stock m4 output (`Local_check_relay`,
+`Local_check_mail`, `Local_check_rcpt`, `LOCAL_RULE_3` reached through canonify, a
+`check_compat` of its own). At those points it runs the cf's whole entry ruleset
+through the engine, with the macros sendmail sets there, and returns the `Verdict`
+(accept, reject with sendmail's reply, tempfail, discard); at the others it returns
+None and the table-driven stock policy decides.
+
+- connect: `check_relay` over `${client_name} $| ${client_addr}`
+- MAIL: `check_mail` over the address as the client wrote it, `$f` the sender
+- RCPT: `check_rcpt` over the address as written
+- delivery: `check_compat` over `sender $| recipient` (after aliasing)
+
+The session is read by attribute (`client.addr`, `client.name`, `client.resolve`,
+`client.port`, `helo`, `authenticated`, `tls`), so this module needs nothing from the
+protocol layer. Pure and thread-safe: each call has its own macros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pysendmail.config.model import Config
+from pysendmail.rules.checks import Verdict, run_check
+from pysendmail.rules.context import MapOpener, RuleWorld, build_world
+from pysendmail.rules.stock import StockReport
+
+CHECK_POINTS = ("check_relay", "check_mail", "check_rcpt", "check_compat")
+
+
+def _path_address(text: str) -> str:
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        return text[1:-1]
+    return text
+
+
+class RuleChecks:
+    """Runs the check rulesets a cf has made its own; None where the stock policy decides."""
+
+    def __init__(
+        self,
+        world: RuleWorld,
+        points: frozenset[str],
+        *,
+        macros: Mapping[str, str] | None = None,
+    ) -> None:
+        self.world = world
+        self.points = points
+        self.fixed = dict(macros or {})
+
+    @classmethod
+    def for_cf(
+        cls, world: RuleWorld, report: StockReport, macros: Mapping[str, str] | None = None
+    ) -> RuleChecks | None:
+        if not any(report.runs_rules(entry) for entry in CHECK_POINTS):
+            return None
+        # One check with hand-written rules puts the cf's rules in charge of all of them,
+        # as in sendmail: a check the cf does not define accepts (delay_checks moves the
+        # sender checks from check_mail to check_rcpt, for one).
+        return cls(world, frozenset(CHECK_POINTS), macros=macros)
+
+    def runs(self, entry: str) -> bool:
+        return entry in self.points
+
+    # ------------------------------------------------------------ macros
+
+    def client_macros(self, client: Any) -> dict[str, str]:
+        """The macros sendmail defines once a client has connected."""
+        addr = str(getattr(client, "addr", "") or "")
+        name = str(getattr(client, "name", "") or "")
+        return {
+            **self.fixed,
+            "client_addr": addr,
+            "client_name": name if addr else "",
+            "client_ptr": name if addr else "",
+            "client_resolve": str(getattr(client, "resolve", "OK") or "OK") if addr else "",
+            "client_port": str(getattr(client, "port", 0) or 0),
+        }
+
+    def session_macros(self, session: Any) -> dict[str, str]:
+        macros = self.client_macros(session.client)
+        macros["s"] = str(getattr(session, "helo", "") or "")
+        authenticated = getattr(session, "authenticated", None)
+        if authenticated is not None:
+            macros["auth_authen"] = str(authenticated)
+            macros["auth_type"] = "PLAIN"
+        macros["verify"] = "NONE" if getattr(session, "tls", False) else ""
+        envelope = getattr(session, "envelope", None)
+        sender = getattr(envelope, "sender", None) if envelope is not None else None
+        if sender is not None:
+            macros["f"] = _path_address(str(sender))
+            macros["mail_from"] = f"<{macros['f']}>"
+        return macros
+
+    # ------------------------------------------------------------ the points
+
+    def connect(self, client: Any) -> Verdict | None:
+        if not self.runs("check_relay") or not getattr(client, "addr", ""):
+            return None
+        macros = self.client_macros(client)
+        return run_check(
+            self.world,
+            "check_relay",
+            macros["client_name"],
+            macros["client_addr"],
+            macros=macros,
+        )
+
+    def mail(self, session: Any, sender: str) -> Verdict | None:
+        if not self.runs("check_mail"):
+            return None
+        macros = self.session_macros(session)
+        macros["f"] = _path_address(sender)
+        return run_check(self.world, "check_mail", f"<{macros['f']}>", macros=macros)
+
+    def rcpt(self, session: Any, recipient: str) -> Verdict | None:
+        if not self.runs("check_rcpt"):
+            return None
+        macros = self.session_macros(session)
+        return run_check(self.world, "check_rcpt", f"<{_path_address(recipient)}>", macros=macros)
+
+    def compat(
+        self, sender: str, recipient: str, macros: Mapping[str, str] | None = None
+    ) -> Verdict | None:
+        if not self.runs("check_compat"):
+            return None
+        values = {**self.fixed, **(macros or {}), "f": _path_address(sender)}
+        return run_check(
+            self.world,
+            "check_compat",
+            _path_address(sender),
+            _path_address(recipient),
+            macros=values,
+        )
+
+
+def checks_for_config(config: Config, *, open_map: MapOpener | None = None) -> RuleChecks | None:
+    """The RuleChecks of a translated cf, or None when its check rulesets are all stock."""
+    report = StockReport(config.cf.rulesets)
+    if not any(report.runs_rules(entry) for entry in CHECK_POINTS):
+        return None
+    world = build_world(config.cf, hostname=config.hostname, config=config, open_map=open_map)
+    mode = str(config.option("DeliveryMode") or "background")[:1].lower()
+    fixed = {"deliveryMode": mode, "daemon_flags": "", "server_name": config.hostname}
+    return RuleChecks.for_cf(world, report, fixed)
