@@ -351,3 +351,8 @@ def qualify(addr_spec: str, domain: str) -> str:
 def angle(addr_spec: str) -> str:
     """The address in angle brackets as SMTP and Return-Path write it: `<a@b>`, `<>`."""
     return f"<{addr_spec}>"
+
+
+def bare(sender: str) -> str:
+    """An envelope address without its angle brackets: `<a@b>` -> `a@b`, `<>` -> ``."""
+    return sender.strip().removeprefix("<").removesuffix(">").strip()

@@ -504,24 +504,53 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
     if not queued or ctx.delivery_mode in ("q", "d"):
         return outcome.exit_code
     if ctx.delivery_mode == "i":
-        return _deliver_now(config, queued, outcome.exit_code, out if inv.verbose else None)
+        verbose = out if inv.verbose else None
+        failures = _failure_hook(ctx, caller, out)
+        return _deliver_now(config, queued, outcome.exit_code, verbose, failures)
+    # A detached attempt cannot talk to its caller: failures are mailed, as sendmail's
+    # disconnect() makes them.
     _deliver_in_background(config, queued)
     return outcome.exit_code
 
 
-def _deliver_now(config, qids: list[str], status: int, verbose: TextIO | None) -> int:
+def _failure_hook(ctx: SubmitContext, caller: Caller, out: TextIO):
+    """What -odi does with a message that failed (dead.letter, by ErrorMode)."""
+    from pysendmail.cli.deadletter import failure_hook
+
+    return failure_hook(
+        error_mode=ctx.error_mode,
+        caller_uid=caller.uid,
+        caller_gid=caller.gid,
+        local_domains=ctx.local_domains,
+        hostname=ctx.hostname,
+        out=out,
+    )
+
+
+def _deliver_now(
+    config, qids: list[str], status: int, verbose: TextIO | None, failures=None
+) -> int:
     """-odi: one delivery attempt before exiting. A recipient that failed for good makes
-    the exit status 69 unless submission already set one; deferred ones stay queued (0)."""
+    the exit status its mailer's (68 for an unknown host; 69 when there is none) unless
+    submission already set one; deferred ones stay queued (0)."""
     from pysendmail.queue.service import runner_for_config
 
     runner = runner_for_config(config, verbose=verbose)
+    failed_codes: list[int] = []
+
+    def remember(queue_file, message, failed) -> bool:
+        failed_codes.extend(r.exit_code for _, r in failed if r.exit_code)
+        return failures is not None and failures(queue_file, message, failed)
+
+    runner.return_failures = remember
     pending = list(qids)
     while pending:
         result = runner.run_one(pending.pop(0))
         if result is None:
             continue
         if result.bounced and status == ExitCode.OK:
-            status = int(ExitCode.UNAVAILABLE)
+            usable = [c for c in failed_codes if 64 <= c <= 78]
+            status = usable[0] if usable else int(ExitCode.UNAVAILABLE)
         pending.extend(result.dsn_ids)
     return status
 

@@ -209,6 +209,9 @@ class QueueRunner:
         # (mailer, host) -> a temporary failure seen in the current run
         self._host_status: dict[tuple[str, str], DeliveryResult] = {}
         self._in_run = False
+        # (queue file, message, failed pairs) -> True when it returned the failures
+        # itself (a command-line submission's dead.letter); None: always a DSN.
+        self.return_failures: Callable[[QueueFile, QueuedMessage, list], bool] | None = None
 
     # ------------------------------------------------------------ runs
 
@@ -438,7 +441,8 @@ class QueueRunner:
             succeeded.extend((rcpt, r) for _, r in sent)
 
         original = self._original(message)
-        if failed:
+        returned = self.return_failures
+        if failed and not (returned and returned(queue_file, message, failed)):
             self._send_dsn(DsnKind.FAILURE, queue_file, original, failed, now, outcome)
         if succeeded:
             wanted = [(r, res) for r, res in succeeded if wants_report(r.notify, DsnKind.SUCCESS)]

@@ -31,7 +31,8 @@ CASES = {
 # version_d0.1 and bs_* (their own tests below: masked dates and build words),
 # queue_run_q and bp_four_queued* (they start from sendmail's queue: see the queue tests),
 # newaliases_argv0 (its alias file: see the tables tests), submit_odi_* and
-# t_to_cc_bcc_deliver (immediate delivery through the fixture's mailer), untrusted_*
+# t_to_cc_bcc_deliver (immediate delivery through the fixture's mailer; the unknown host
+# and its dead.letter in test_cli_deadletter), untrusted_*
 # (run as mallory: see test_cli_handoff and test_cli_submit_fixtures), nullclient_bv
 # (routing resolves a local name locally under FEATURE(nullclient): a routing matter).
 OUTPUT_CASES = [
