@@ -46,7 +46,7 @@ import socket
 import stat
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -661,15 +661,16 @@ def _count_newlines(mm: mmap.mmap, start: int, end: int) -> tuple[int, int]:
     return lf, crlf
 
 
-def _index_mbox(mm: mmap.mmap, size: int, path: Path) -> list[_MboxEntry]:
-    if size == 0:
+def _index_mbox(mm: mmap.mmap, size: int, path: Path, start: int = 0) -> list[_MboxEntry]:
+    """The messages of mm[start:size]; `start` is 0 or where a known message begins."""
+    if size <= start:
         return []
-    if mm[:5] != b"From ":
-        raise MaildropError(f"{path}: not an mbox (no From line at the start)")
+    if mm[start : start + 5] != b"From ":
+        raise MaildropError(f"{path}: not an mbox (no From line at offset {start})")
     # A message starts at a From line after a blank line. mmap.find is a fast substring
     # search; a MULTILINE regex over the whole file was several times slower.
-    starts = [0]
-    offset = 0
+    starts = [start]
+    offset = start
     while True:
         line_end = mm.find(b"\n", offset)
         if line_end < 0:
@@ -726,6 +727,29 @@ def _end_by_content_length(mm: mmap.mmap, from_line_end: int, size: int) -> int 
     return None
 
 
+def _message_refs(
+    mm: mmap.mmap, entries: list[_MboxEntry], earlier: Sequence[MessageRef] = ()
+) -> list[MessageRef]:
+    """The refs of `entries`, which follow the messages `earlier` in the mbox: numbered
+    after them, UIDs made unique among them too (the n-th identical one gets `.n`)."""
+    seen: dict[str, int] = {}
+    for ref in earlier:
+        base = ref.uid.partition(".")[0]
+        seen[base] = seen.get(base, 0) + 1
+    refs = []
+    for number, entry in enumerate(entries, start=len(earlier) + 1):
+        size = entry.body_end - entry.body_start
+        lf, crlf = _count_newlines(mm, entry.body_start, entry.body_end)
+        digest = hashlib.sha1(entry.from_line)
+        digest.update(mm[entry.body_start : min(entry.body_end, entry.body_start + 4096)])
+        uid = digest.hexdigest()
+        seen[uid] = seen.get(uid, 0) + 1
+        if seen[uid] > 1:
+            uid = f"{uid}.{seen[uid]}"
+        refs.append(MessageRef(number, size, size + lf - crlf, uid, str(entry.offset)))
+    return refs
+
+
 class MboxMaildrop(Maildrop):
     """A POP3 view of an mbox, indexed once with both locks held."""
 
@@ -769,20 +793,15 @@ class MboxMaildrop(Maildrop):
         self._indexed_end = opened.st_size
         if opened.st_size:
             self._mm = mmap.mmap(self._fd, opened.st_size, prot=mmap.PROT_READ)
-            self._entries = _index_mbox(self._mm, opened.st_size, self.path)
-        refs = []
-        seen: dict[str, int] = {}
-        for number, entry in enumerate(self._entries, start=1):
-            size = entry.body_end - entry.body_start
-            lf, crlf = _count_newlines(self._mm, entry.body_start, entry.body_end)  # type: ignore[arg-type]
-            digest = hashlib.sha1(entry.from_line)
-            digest.update(self._mm[entry.body_start : min(entry.body_end, entry.body_start + 4096)])  # type: ignore[index]
-            uid = digest.hexdigest()
-            seen[uid] = seen.get(uid, 0) + 1
-            if seen[uid] > 1:
-                uid = f"{uid}.{seen[uid]}"
-            refs.append(MessageRef(number, size, size + lf - crlf, uid, str(entry.offset)))
+        self._entries, refs = self._index(opened)
         self.messages = tuple(refs)
+
+    def _index(self, opened: os.stat_result) -> tuple[list[_MboxEntry], list[MessageRef]]:
+        """Scan the whole mapped file (a subclass may reuse an index it saved)."""
+        if self._mm is None:
+            return [], []
+        entries = _index_mbox(self._mm, opened.st_size, self.path)
+        return entries, _message_refs(self._mm, entries)
 
     def _unlock(self) -> None:
         if self._fd is not None:

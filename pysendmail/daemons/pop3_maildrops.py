@@ -2,7 +2,8 @@
 
 `local_maildrops()` finds a user's mailbox where local delivery writes it (mbox in the
 spool, or the Maildir of the cf's `LocalMaildir` template) and opens it through
-`pysendmail.maildrop`, whose mailbox locks (dot-lock and fcntl) are held only while the
+`pysendmail.maildrop` (an mbox through `pysendmail.mbox_index`, which keeps its index
+between sessions), whose mailbox locks (dot-lock and fcntl) are held only while the
 maildrop is indexed and while deletions are committed: local delivery is never kept
 waiting for a whole POP3 session.
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from pysendmail import maildrop as maildrops
 from pysendmail.delivery.local import expand_maildir, lookup_user
 from pysendmail.delivery.prog import RunIdentity
+from pysendmail.mbox_index import IndexedMbox
 from pysendmail.protocol.pop3 import Maildrop, MaildropInUse, MessageInfo, OpenMaildrop
 
 # A session waits this long for a delivery that holds the mailbox lock, then says [IN-USE].
@@ -140,10 +142,12 @@ def local_maildrops(
             if os.path.lexists(path) and not path.is_dir():
                 raise maildrops.MailboxRefused(f"{path}: not a Maildir")
             return path, lambda: maildrops.MaildirMaildrop(path)
+        if user.startswith("."):  # the spool's dot files are the session locks and indexes
+            raise maildrops.MailboxRefused(f"{user!r}: not a valid mailbox name")
         path = maildrops.mbox_path(spool_dir, user)
         if path.is_dir():
             raise maildrops.MailboxRefused(f"{path}: a directory, not an mbox")
-        return path, lambda: maildrops.MboxMaildrop(path, lock_timeout=lock_timeout)
+        return path, lambda: IndexedMbox(path, lock_timeout=lock_timeout)
 
     def open_for(user: str) -> Maildrop:
         path, opener = open_unlocked(user)

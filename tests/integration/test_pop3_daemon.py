@@ -385,3 +385,22 @@ def test_maildir_found_where_local_delivery_puts_it_by_its_template(tmp_path):
         client.dele(1)
         client.quit()
         assert list((home / "Maildir" / "new").iterdir()) == []
+
+
+def test_mbox_index_kept_between_sessions_serves_the_next_one(tmp_path):
+    with running_pop3(tmp_path, "mbox") as pop3:
+        for number in (1, 2):
+            pop3.deliver("alice", message(number))
+        client = pop3.login()
+        first = client.uidl()[1]
+        client.quit()
+        saved = pop3.spool / ".alice.pop3.index"
+        assert saved.exists()
+        pop3.deliver("alice", message(3))
+        client = pop3.login()
+        assert client.uidl()[1][:2] == first
+        assert b"Subject: message 3" in client.retr(3)[1]
+        client.quit()
+        # the index now describes the grown mbox (its key: magic, version, dev, ino, size)
+        key = saved.read_bytes().split(b"\n", 1)[0].split(b" ")
+        assert int(key[4]) == pop3.mailbox().stat().st_size
