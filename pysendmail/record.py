@@ -5,9 +5,9 @@ frozen class, `__setattr__` and `__delattr__`) as source text and compiles it wh
 class statement runs: about half a millisecond a class on a small machine, plus `inspect`,
 which it imports. `sendmail -t -i` runs once per message and imports some fifty classes,
 so that was most of its start-up. `record` shares one `__repr__`, `__eq__`, `__hash__`
-and frozen `__setattr__` among all classes, and compiles a class's `__init__` the first
-time the class is called, so a class that is only unpickled (the cached configuration)
-never compiles one.
+and frozen `__setattr__` among all classes; a class's `__init__` is a generic one until
+the class has been called COMPILE_AFTER times, and only then compiled for it, so a
+short-lived command compiles none and a daemon's hot classes still get a fast one.
 
 The meaning is dataclasses' for what pysendmail uses: `@record`, `@record(frozen=True)`,
 `field(default=, default_factory=, init=, repr=, compare=)`, `__post_init__`, a method
@@ -169,11 +169,55 @@ def _frozen_delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
+# A class called this many times gets an `__init__` compiled for it; before that a
+# generic one serves, so a short-lived command compiles nothing.
+COMPILE_AFTER = 50
+
+
 def _lazy_init(cls: type, fields_tuple: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
+    names = tuple(spec.name for spec in fields_tuple if spec.init)
+    accepted = frozenset(names)
+    post_init = hasattr(cls, "__post_init__")
+    calls = 0
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        compiled = _compile_init(cls, fields_tuple, frozen)
-        cls.__init__ = compiled  # type: ignore[misc]
-        compiled(self, *args, **kwargs)
+        nonlocal calls
+        calls += 1
+        if calls > COMPILE_AFTER:
+            compiled = _compile_init(cls, fields_tuple, frozen)
+            cls.__init__ = compiled  # type: ignore[misc]
+            compiled(self, *args, **kwargs)
+            return
+        where = f"{cls.__qualname__}.__init__()"
+        if len(args) > len(names):
+            given = len(args) + 1
+            raise TypeError(f"{where} takes {len(names) + 1} positional arguments, {given} given")
+        values = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in accepted:
+                raise TypeError(f"{where} got an unexpected keyword argument {key!r}")
+            if key in values:
+                raise TypeError(f"{where} got multiple values for argument {key!r}")
+            values[key] = value
+        target = self.__dict__
+        for spec in fields_tuple:
+            name = spec.name
+            if spec.init and name in values:
+                value = values[name]
+            elif spec.default_factory is not MISSING:
+                value = spec.default_factory()
+            elif spec.default is not MISSING:
+                value = spec.default
+            elif spec.init:
+                raise TypeError(f"{where} missing required argument: {name!r}")
+            else:
+                continue
+            if frozen:
+                target[name] = value
+            else:
+                setattr(self, name, value)
+        if post_init:
+            self.__post_init__()
 
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     return __init__

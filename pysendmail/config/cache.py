@@ -26,6 +26,9 @@ except ImportError:  # pragma: no cover - Pythons without the C accelerator
 from pysendmail.config.model import Config, Overrides
 
 CACHE_FORMAT = 1
+# Each cf, override set and host name has its own file; more than this many, and the
+# oldest are removed when a new one is written (a test suite makes hundreds).
+MAX_CACHED_CONFIGS = 32
 SYSTEM_CF = "/etc/mail/sendmail.cf"  # as config.translate.SYSTEM_CF, without importing it
 
 
@@ -131,8 +134,28 @@ def _write_cache(path: str, identity: str, config: Config) -> None:
         except BaseException:
             os.unlink(tmp)
             raise
+        _prune(directory, keep=path)
     except (OSError, pickle.PicklingError):
         pass  # no cache this time: the config itself is fine
+
+
+def _prune(directory: str, keep: str) -> None:
+    """Remove the least recently written cache files beyond MAX_CACHED_CONFIGS."""
+    entries = []
+    with os.scandir(directory) as listing:
+        for entry in listing:
+            if entry.name.startswith("config-") and entry.name.endswith(".pickle"):
+                try:
+                    entries.append((entry.stat().st_mtime_ns, entry.path))
+                except FileNotFoundError:
+                    continue
+    entries.sort(reverse=True)
+    for _, old in entries[MAX_CACHED_CONFIGS:]:
+        if old != keep:
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass  # another process pruned it first
 
 
 def load_config(

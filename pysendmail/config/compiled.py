@@ -25,7 +25,6 @@ meaningless here and accepted).
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -33,11 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
-from pysendmail.config.mapsource import MapEntry, read_table, split_map_lines
 from pysendmail.errors import ConfigError, TempFailure
 from pysendmail.record import field, record
 
 if TYPE_CHECKING:
+    import sqlite3
+
+    from pysendmail.config.mapsource import MapEntry
     from pysendmail.config.model import MapSpec
 
 COMPILED_SUFFIX = ".pysm"
@@ -111,6 +112,8 @@ def write_compiled(
     os.close(fd)
     count = ignored = 0
     try:
+        import sqlite3  # only building or reading a compiled map pays for it
+
         db = sqlite3.connect(temp_name)
         try:
             db.execute("PRAGMA journal_mode=OFF")
@@ -171,6 +174,8 @@ def iter_compiled(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    import sqlite3
+
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
@@ -289,6 +294,8 @@ class Map:
     def _table_from_text(self, text: str) -> dict[str, str]:
         flags = self.flags
         if self.map_class != "text":
+            from pysendmail.config.mapsource import read_table
+
             return read_table(text, fold_case=flags.fold_case)
         table: dict[str, str] = {}
         for line in text.split("\n"):
@@ -377,6 +384,8 @@ def compile_source(
     source: str | os.PathLike[str], *, fold_case: bool = True
 ) -> tuple[BuildResult, list[MapEntry]]:
     """Compile a text source next to itself (`access` -> `access.pysm`)."""
+    from pysendmail.config.mapsource import split_map_lines
+
     path = source_path(source)
     entries, _problems = split_map_lines(
         path.read_bytes().decode("utf-8", "surrogateescape"), str(path), fold_case=fold_case

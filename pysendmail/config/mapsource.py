@@ -17,7 +17,7 @@ lines without a scanf pattern: every word of every line not starting with `#`).
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -254,6 +254,8 @@ def is_ipv6_net(text: str) -> bool:
     """An `IPv6:` key: a full address, or leading groups of one (`IPv6:2001:db8`)."""
     if not text.lower().startswith("ipv6:"):
         return False
+    import ipaddress
+
     body = text[5:]
     try:
         ipaddress.IPv6Address(body)
@@ -271,29 +273,34 @@ _PLAIN_DOMAIN = (
     r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_\-]*[A-Za-z0-9_])?\.)*[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]"
 )
 _PLAIN_LOCAL = r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*"
-_PLAIN_SHAPES = {
-    MapKind.VIRTUSER: (
-        re.compile(rf"(?:{_PLAIN_LOCAL})?@{_PLAIN_DOMAIN}"),
-        re.compile(rf"(?:{_PLAIN_LOCAL}|%1)(?:@{_PLAIN_DOMAIN})?"),
-    ),
-    MapKind.MAILERTABLE: (
-        re.compile(rf"\.?{_PLAIN_DOMAIN}"),
-        re.compile(rf"[A-Za-z0-9_\-]+:(?:{_PLAIN_DOMAIN}|\[{_PLAIN_DOMAIN}\])?"),
-    ),
-    MapKind.GENERICS: (
-        re.compile(rf"{_PLAIN_LOCAL}(?:@{_PLAIN_DOMAIN})?"),
-        re.compile(rf"{_PLAIN_LOCAL}(?:@{_PLAIN_DOMAIN})?"),
-    ),
-    MapKind.ACCESS: (
-        re.compile(rf"(?:(?i:from|to):)?(?:{_PLAIN_LOCAL}@)?{_PLAIN_DOMAIN}"),
-        re.compile(r"(?i:ok|relay|reject|discard|skip)"),
-    ),
-}
+
+
+@functools.cache
+def _plain_shapes() -> dict[MapKind, tuple[re.Pattern[str], re.Pattern[str]]]:
+    """The shapes' patterns, compiled on first use: the submission path imports this module."""
+    return {
+        MapKind.VIRTUSER: (
+            re.compile(rf"(?:{_PLAIN_LOCAL})?@{_PLAIN_DOMAIN}"),
+            re.compile(rf"(?:{_PLAIN_LOCAL}|%1)(?:@{_PLAIN_DOMAIN})?"),
+        ),
+        MapKind.MAILERTABLE: (
+            re.compile(rf"\.?{_PLAIN_DOMAIN}"),
+            re.compile(rf"[A-Za-z0-9_\-]+:(?:{_PLAIN_DOMAIN}|\[{_PLAIN_DOMAIN}\])?"),
+        ),
+        MapKind.GENERICS: (
+            re.compile(rf"{_PLAIN_LOCAL}(?:@{_PLAIN_DOMAIN})?"),
+            re.compile(rf"{_PLAIN_LOCAL}(?:@{_PLAIN_DOMAIN})?"),
+        ),
+        MapKind.ACCESS: (
+            re.compile(rf"(?:(?i:from|to):)?(?:{_PLAIN_LOCAL}@)?{_PLAIN_DOMAIN}"),
+            re.compile(r"(?i:ok|relay|reject|discard|skip)"),
+        ),
+    }
 
 
 def plainly_valid(kind: MapKind, key: str, value: str) -> bool:
     """True when a key and value have one of the commonest shapes of their kind."""
-    shapes = _PLAIN_SHAPES.get(kind)
+    shapes = _plain_shapes().get(kind)
     if shapes is None or len(key) > 255:
         return False
     return bool(shapes[0].fullmatch(key)) and bool(shapes[1].fullmatch(value))

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pysendmail.envelope import Envelope
 from pysendmail.errors import QueueError
@@ -60,7 +60,16 @@ from pysendmail.queue.qf import QueueFile, QueueFileCorrupt, QueueIdGenerator
 from pysendmail.record import record
 from pysendmail.record import replace as replace_fields
 
-log = logging.getLogger("pysendmail.queue")
+if TYPE_CHECKING:
+    import logging
+
+
+def _log() -> logging.Logger:
+    """The queue's logger; `logging` is imported only when there is something to log."""
+    import logging
+
+    return logging.getLogger("pysendmail.queue")
+
 
 _FILE_MODE = 0o600
 _WRITE_BUFFER = 64 * 1024
@@ -475,9 +484,11 @@ class QueueStore:
         try:
             self.ops.rename(str(self.path("qf", qid)), str(self.path("Qf", qid)))
         except OSError as error:
-            log.error("%s: cannot rename qf to Qf: %s (%s)", qid, os.strerror(error.errno), reason)
+            _log().error(
+                "%s: cannot rename qf to Qf: %s (%s)", qid, os.strerror(error.errno), reason
+            )
             return
-        log.error("%s: %s: renamed to Qf%s", qid, reason, qid)
+        _log().error("%s: %s: renamed to Qf%s", qid, reason, qid)
 
     def df_size(self, qid: str) -> int:
         try:
@@ -524,7 +535,7 @@ class QueueStore:
             try:
                 os.unlink(self.queue_dir / name)
                 removed.append(name)
-                log.info("%s: removed orphan %s", qid, name)
+                _log().info("%s: removed orphan %s", qid, name)
             except FileNotFoundError:
                 pass
         return removed

@@ -147,3 +147,21 @@ def test_no_cache_is_written_into_a_home_that_is_not_ours(
     monkeypatch.setenv("HOME", str(home))
     assert load_config(office / "office.cf", hostname=HOST).hostname == HOST
     assert list(home.iterdir()) == []
+
+
+def test_the_cache_keeps_only_the_newest_entries(
+    office: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "MAX_CACHED_CONFIGS", 3)
+    for number in range(5):
+        overrides = Overrides(options={"MaxHopCount": str(30 + number)})
+        load_config(office / "office.cf", overrides, hostname=HOST)
+        newest = max(cache_home.glob("config-*.pickle"), key=lambda p: p.stat().st_mtime_ns)
+        stamp = 1_000_000_000 * (number + 1)  # distinct mtimes, oldest first
+        os.utime(newest, ns=(stamp, stamp))
+    kept = sorted(p.stat().st_mtime_ns for p in cache_home.glob("config-*.pickle"))
+    assert kept == [3_000_000_000, 4_000_000_000, 5_000_000_000]
+    last = Overrides(options={"MaxHopCount": "34"})
+    assert load_config(office / "office.cf", last, hostname=HOST).option("MaxHopCount") == 34
+    first = Overrides(options={"MaxHopCount": "30"})
+    assert load_config(office / "office.cf", first, hostname=HOST).option("MaxHopCount") == 30

@@ -8,6 +8,7 @@ import pickle
 import pytest
 
 from pysendmail.record import (
+    COMPILE_AFTER,
     FrozenInstanceError,
     asdict,
     field,
@@ -172,18 +173,51 @@ def test_pickle_and_copy_keep_the_fields_and_frozenness():
         restored.x = 3
 
 
-def test_an_unpickled_record_compiles_no_init_until_the_class_is_called():
+def test_a_class_gets_a_compiled_init_only_once_it_is_called_often():
     @record(frozen=True)
     class Late:
         value: int
+        extra: tuple[str, ...] = field(default_factory=tuple)
 
-    lazy_init = Late.__dict__["__init__"]
+    generic_init = Late.__dict__["__init__"]
     restored = pickle.loads(pickle.dumps(Point(1, 2)))
     assert restored.x == 1
-    assert Late.__dict__["__init__"] is lazy_init
-    assert Late(3).value == 3
-    assert Late.__dict__["__init__"] is not lazy_init
-    assert Late(4).value == 4
+    for number in range(COMPILE_AFTER):
+        assert Late(number).value == number
+    assert Late.__dict__["__init__"] is generic_init
+    assert Late(7, ("a",)) == Late(value=7, extra=("a",))
+    assert Late.__dict__["__init__"] is not generic_init
+    assert Late(8).extra == ()
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["generic", "compiled"])
+def test_generic_and_compiled_init_agree(compiled):
+    @record
+    class Sample:
+        name: str
+        items: list[str] = field(default_factory=list)
+        size: int = 3
+        seen: int = field(init=False, default=0)
+        log: list[str] = field(init=False, default_factory=list)
+
+        def __post_init__(self) -> None:
+            self.log.append(self.name)
+
+    if compiled:
+        for _ in range(COMPILE_AFTER + 1):
+            Sample("warm")
+        assert Sample.__init__.__code__.co_varnames[:4] == ("self", "name", "items", "size")
+    made = Sample("a", size=5)
+    assert (made.name, made.items, made.size, made.seen, made.log) == ("a", [], 5, 0, ["a"])
+    assert Sample("b", ["x"]).items == ["x"]
+    for bad in ((), ("a", [], 1, 2), ("a",)):
+        kwargs = {"name": "b"} if bad == ("a",) else {}
+        with pytest.raises(TypeError):
+            Sample(*bad, **kwargs)
+    with pytest.raises(TypeError):
+        Sample("a", seen=1)
+    with pytest.raises(TypeError):
+        Sample("a", colour="red")
 
 
 def test_declaration_errors_match_dataclasses():
