@@ -35,7 +35,7 @@ import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
 from pysendmail.config.aliases import (
@@ -48,7 +48,7 @@ from pysendmail.config.aliases import (
     local_domain_test,
 )
 from pysendmail.config.compiled import FILE_MAP_CLASSES, AliasTable, open_map
-from pysendmail.config.model import Config
+from pysendmail.config.model import Config, MapSpec
 from pysendmail.envelope import ControllingUser
 from pysendmail.errors import (
     AddressSyntaxError,
@@ -60,6 +60,9 @@ from pysendmail.errors import (
 )
 from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
+
+if TYPE_CHECKING:
+    from pysendmail.rules.routes import RulesForRouting
 
 MAX_ALIAS_RECURSION = 10
 MAX_REWRITES = 20  # virtusertable results that point at another virtual address
@@ -301,6 +304,7 @@ class Router:
         self.read_text = read_text or (lambda p: Path(p).read_text(errors="surrogateescape"))
         self.file_stat = file_stat or os.stat
         self.aliases = aliases or self._alias_files_lookup()
+        self._rules: RulesForRouting | None = None  # made at the first resolve()
 
     # ---- lookups
 
@@ -393,8 +397,28 @@ class Router:
     # ---- resolve
 
     def resolve(self, address: str) -> Route:
-        """The mailer triple for an address, or the MailError sendmail would give."""
+        """The mailer triple for an address, or the MailError sendmail would give.
+
+        A cf with hand-written routing rules (LOCAL_RULE_n, rulesets beyond the stock m4
+        output), and on a stock cf the addresses whose tokens the tables do not take
+        apart (blanks, nested <>, route and list syntax), are routed by the cf's own
+        rulesets 3 and 0 through the rules engine (rules/routes.py)."""
+        if self._rules is None:
+            from pysendmail.rules.routes import RulesForRouting
+
+            self._rules = RulesForRouting(self.config, open_map=self._rule_map)
+        rules = self._rules.router_for(address)
+        if rules is not None:
+            return Route(*rules.resolve(address))
         return self._resolve(address, 0)
+
+    def table_route(self, address: str) -> Route:
+        """The triple the tables give, without the rules (tests compare the two)."""
+        return self._resolve(address, 0)
+
+    def _rule_map(self, spec: MapSpec) -> Callable[[str], str | None] | None:
+        table = self.map(spec.name)
+        return table.lookup if table is not None else None
 
     def _resolve(self, address: str, depth: int) -> Route:
         text = address.strip()
@@ -409,9 +433,12 @@ class Router:
             raise AddressSyntaxError(EMPTY_GROUP_ERROR)
         addr = parse_item(text).addr_spec
         unquoted = addr[1:-1] if len(addr) >= 2 and addr[0] == addr[-1] == '"' else addr
-        if unquoted.startswith("|"):
+        # buildaddr(): programs and files only where the local mailer has F=| and F=/
+        local = self.config.mailers.get(LOCAL_MAILER)
+        local_flags = local.flags if local is not None else frozenset("|/")
+        if unquoted.startswith("|") and "|" in local_flags:
             return Route(PROG_MAILER, "", unquoted)
-        if unquoted.startswith("/"):
+        if unquoted.startswith("/") and "/" in local_flags:
             return Route(FILE_MAILER, "", unquoted)
         if addr.startswith("@"):
             colon = addr.find(":")

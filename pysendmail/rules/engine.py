@@ -97,6 +97,7 @@ class Messages:
         self.to: str | None = None
         self.exit_stat = EX_OK
         self.lines: list[str] = []
+        self.raw: list[str] = []  # the messages as given, SMTP codes kept
 
     def _format(self, message: str, default_code: str) -> str:
         code = default_code
@@ -117,9 +118,11 @@ class Messages:
             self.emit(text)
 
     def usrerr(self, message: str) -> None:
+        self.raw.append(message)
         self._put(self._format(message, "501"))
 
     def syserr(self, message: str) -> None:
+        self.raw.append(message)
         self._put(self._format(message, "554"))
         if self.exit_stat == EX_OK:
             self.exit_stat = EX_SOFTWARE
