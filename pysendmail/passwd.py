@@ -1,4 +1,5 @@
-"""The password file for SMTP AUTH and POP3: `pysendmail.passwd` beside the sendmail.cf in use.
+"""The password file for SMTP AUTH and POP3: `pysendmail.passwd` beside the sendmail.cf in use,
+and the APOP secrets file `pysendmail.apop` beside it.
 
 One `user:hash` a line; `#` comments and blank lines are allowed. A hash is
 `$scrypt$ln=14,r=8,p=1$<salt>$<key>` (salt and key in unpadded base64), made with
@@ -14,6 +15,7 @@ import hmac
 import os
 import re
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 
@@ -121,11 +123,16 @@ def set_password(user: str, password: str, *, path: Path = DEFAULT_PATH) -> None
         raise ValueError(f"invalid user name {user!r}")
     path = Path(path)
     read_entries(path)  # refuse to rewrite a file we cannot read correctly
+    _write_entry(path, user, f"{user}:{hash_password(password)}")
+
+
+def _write_entry(path: Path, user: str, entry: str) -> None:
+    """Put `entry` in place of `user`'s line of the file at `path` (or after the last
+    line): written whole to a temporary file, mode 0600, renamed over the old one."""
     try:
         lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except FileNotFoundError:
         lines = []
-    entry = f"{user}:{hash_password(password)}"
     for index, line in enumerate(lines):
         if line.strip().partition(":")[0] == user and not line.lstrip().startswith("#"):
             lines[index] = entry
@@ -133,7 +140,7 @@ def set_password(user: str, password: str, *, path: Path = DEFAULT_PATH) -> None
     else:
         lines.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
             out.write("\n".join(lines) + "\n")
@@ -144,3 +151,60 @@ def set_password(user: str, password: str, *, path: Path = DEFAULT_PATH) -> None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------- APOP shared secrets
+#
+# APOP (RFC 1939 section 7) proves knowledge of a secret by MD5(timestamp + secret), so
+# the server must hold the secret itself, not a hash of it: whoever reads this file can
+# log in as every user in it. It is a separate file, so that the scrypt file never holds
+# anything plain, written mode 0600 (owned by root when root writes it), and refused
+# when group or others may read it, as qpopper's popauth and Dovecot's plain passdbs.
+
+APOP_FILE_NAME = "pysendmail.apop"
+
+
+def apop_path(password_file: Path) -> Path:
+    """The APOP secrets file: beside the password file."""
+    return Path(password_file).with_name(APOP_FILE_NAME)
+
+
+def read_apop_secrets(path: Path) -> dict[str, str]:
+    """user -> secret; a missing file is empty. A file others can read, or a malformed
+    line, is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", Location(str(path), 0, 0)) from exc
+    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                f"holds plain-text-equivalent secrets but has mode {stat.S_IMODE(mode):04o}"
+                " (chmod 600)",
+                Location(str(path), 0, 0),
+            )
+        text = handle.read()
+    secrets_of: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, colon, secret = line.partition(":")
+        if not colon or not _VALID_USER.match(user) or not secret:
+            raise ConfigError("malformed APOP entry", Location(str(path), number, 1))
+        secrets_of[user] = secret
+    return secrets_of
+
+
+def set_apop_secret(user: str, secret: str, *, path: Path) -> None:
+    """Add `user`'s APOP secret or change it; other lines (comments too) are kept."""
+    if not _VALID_USER.match(user):
+        raise ValueError(f"invalid user name {user!r}")
+    if not secret or "\n" in secret or "\r" in secret:
+        raise ValueError("an APOP secret is one non-empty line")
+    path = Path(path)
+    read_apop_secrets(path)  # refuse to rewrite a file we cannot read correctly
+    _write_entry(path, user, f"{user}:{secret}")

@@ -4,7 +4,7 @@
     pysendmail-cf check [-C cf]                problems as file:line:col, exit 78 on an error
     pysendmail-cf options [--json]             the options registry (names, types, defaults)
     pysendmail-cf install-links DIR [--force]  sendmail, newaliases, mailq, ... -> pysendmail
-    pysendmail-cf passwd USER [-C cf]          set a password for SMTP AUTH and POP3
+    pysendmail-cf passwd [--apop] USER [-C cf] set a password (or APOP secret) for POP3, AUTH
 
 Without -C it reads /etc/mail/sendmail.cf, or the embedded default when that is missing.
 """
@@ -316,16 +316,27 @@ def _read_password() -> str:
 @click.option(
     "--file", "file_path", default=None, help="the password file (default: beside the cf)"
 )
-def passwd_command(user: str, cf_path: str | None, file_path: str | None) -> None:
+@click.option(
+    "--apop",
+    is_flag=True,
+    help="set USER's APOP secret instead, in pysendmail.apop beside the password file "
+    "(kept in plain text, mode 0600: APOP needs the secret itself)",
+)
+def passwd_command(user: str, cf_path: str | None, file_path: str | None, apop: bool) -> None:
     """Set USER's password for SMTP AUTH and POP3 (asked on a terminal, else one line
     of standard input)."""
     path = Path(file_path) if file_path else _passwd_file(cf_path)
+    if apop:
+        path = passwd.apop_path(path)
     password = _read_password()
     if not password:
         click.echo("pysendmail-cf: empty password; nothing changed", err=True)
         sys.exit(ExitCode.DATAERR)
     try:
-        passwd.set_password(user, password, path=path)
+        if apop:
+            passwd.set_apop_secret(user, password, path=path)
+        else:
+            passwd.set_password(user, password, path=path)
     except ValueError as exc:
         click.echo(f"pysendmail-cf: {exc}", err=True)
         sys.exit(ExitCode.USAGE)
@@ -335,7 +346,7 @@ def passwd_command(user: str, cf_path: str | None, file_path: str | None) -> Non
     except OSError as exc:
         click.echo(f"pysendmail-cf: {path}: {exc.strerror}", err=True)
         sys.exit(ExitCode.CANTCREAT)
-    click.echo(f"password of {user} set in {path}")
+    click.echo(f"{'APOP secret' if apop else 'password'} of {user} set in {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from pysendmail import log, passwd
+from pysendmail import log, passwd, sysaccounts
 from pysendmail.config.cache import load_config
 from pysendmail.config.model import Config
 from pysendmail.daemons.pop3_maildrops import local_maildrops
@@ -42,6 +42,7 @@ class Settings:
     allow_plaintext_auth: bool
     mailbox_format: str | None  # None: maildir when the cf sets LocalMaildir, else mbox
     mailbox_dir: str | None = None  # None: the configuration's (where local delivery writes)
+    system_accounts: bool = False  # also the system's accounts (/etc/shadow), as root
 
 
 def parse_address(text: str, *, implicit_tls: bool = False) -> Listener:
@@ -75,6 +76,7 @@ class Built:
     config: Config
     password_file: Path
     mailboxes: str  # where the mailboxes are, for people
+    logins: str  # which credentials are checked, for people
 
 
 def build_service(settings: Settings) -> Built:
@@ -91,22 +93,47 @@ def build_service(settings: Settings) -> Built:
         mailboxes = f"{spool}/USER ({mailbox_format})"
     password_file = passwd.passwd_path(config.cf_path, config.state_dir)
     passwd.read_entries(password_file)  # a malformed file stops us here, naming its line
+    apop_file = passwd.apop_path(password_file)
+    # APOP is offered (a timestamp in the greeting) only when someone has a secret.
+    apop = bool(passwd.read_apop_secrets(apop_file))
+    system_accounts = settings.system_accounts and os.geteuid() == 0
+    logins = f"passwords: {password_file}"
+    if apop:
+        logins += f"; APOP secrets: {apop_file}"
+    if system_accounts:
+        logins += f"; system accounts ({sysaccounts.SHADOW}, uid >= {sysaccounts.FIRST_VALID_UID})"
+    elif settings.system_accounts:
+        logins += "; --system-accounts ignored: only root can read /etc/shadow"
     service = Pop3Service(
         hostname=config.hostname,
-        verify=partial(_verify, password_file),
+        verify=partial(_verify, password_file, system_accounts),
+        apop_secret=partial(_apop_secret, apop_file) if apop else None,
         open_maildrop=local_maildrops(spool, mailbox_format, maildir_template=local.maildir),
         tls_context=context_from_options(config.options),
         allow_plaintext_auth=settings.allow_plaintext_auth,
     )
-    return Built(service, config, password_file, mailboxes)
+    return Built(service, config, password_file, mailboxes, logins)
 
 
-def _verify(password_file: Path, user: str, password: str) -> bool:
+def _verify(password_file: Path, system_accounts: bool, user: str, password: str) -> bool:
+    """The password file decides for the users it lists; the others are checked against
+    the system's accounts when asked to."""
     try:
+        if system_accounts and user not in passwd.read_entries(password_file):
+            return sysaccounts.verify_system_account(user, password)
         return passwd.verify(user, password, path=password_file)
     except ConfigError as error:  # the file went bad after start-up: nobody logs in
         logging.getLogger(log.LOGGER_NAME).error("%s", error)
         return False
+
+
+def _apop_secret(apop_file: Path, user: str) -> str | None:
+    """`user`'s APOP secret, read afresh (a new secret works without a reload)."""
+    try:
+        return passwd.read_apop_secrets(apop_file).get(user)
+    except ConfigError as error:  # the file went bad after start-up: nobody logs in
+        logging.getLogger(log.LOGGER_NAME).error("%s", error)
+        return None
 
 
 def _daemonize() -> None:
@@ -163,6 +190,12 @@ def _fail(message: str, code: ExitCode) -> None:
     "Default: maildir when the cf sets LocalMaildir, else mbox.",
 )
 @click.option(
+    "--system-accounts",
+    is_flag=True,
+    help="Also let the system's accounts log in with their passwords (/etc/shadow, "
+    "uid 1000 and up; only as root).",
+)
+@click.option(
     "--mailbox-dir",
     type=click.Path(file_okay=False),
     help="The spool of mailboxes (default: where local delivery writes, from the config).",
@@ -176,9 +209,10 @@ def main(
     allow_plaintext_auth: bool,
     mailbox_format: str | None,
     mailbox_dir: str | None,
+    system_accounts: bool,
 ) -> None:
     """Serve the local mailboxes over POP3 (RFC 1939, STLS, AUTH PLAIN)."""
-    settings = Settings(cf_path, allow_plaintext_auth, mailbox_format, mailbox_dir)
+    settings = Settings(cf_path, allow_plaintext_auth, mailbox_format, mailbox_dir, system_accounts)
     try:
         built = build_service(settings)
     except ConfigError as error:
@@ -229,7 +263,7 @@ def _startup_lines(
     lines = []
     if built.config.startup_note:
         lines.append(built.config.startup_note)
-    lines.append(f"mailboxes: {built.mailboxes}; passwords: {built.password_file}")
+    lines.append(f"mailboxes: {built.mailboxes}; {built.logins}")
     if built.service.tls_context is None:
         lines.append("no ServerCertFile/ServerKeyFile in the configuration: no STLS, no POP3S")
         if not settings.allow_plaintext_auth:

@@ -12,6 +12,7 @@ user's mailbox is). What a session may do, and with which credentials, is all in
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import socketserver
 import ssl
@@ -113,6 +114,7 @@ class Pop3Daemon:
         self._servers: list[_TCPListener] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._apop_clock = 0  # the last clock value an APOP greeting used
         self._idle = threading.Condition(self._lock)
         self._users_in_session: set[str] = set()
         self._connections: set[socket.socket] = set()
@@ -245,6 +247,13 @@ class Pop3Daemon:
         finally:
             conversation.end()
 
+    def apop_timestamp(self, hostname: str) -> str:
+        """RFC 1939's `<pid.clock@host>` for a greeting: the clock in nanoseconds, kept
+        strictly increasing, so that no two greetings of this process share one."""
+        with self._lock:
+            self._apop_clock = max(self._apop_clock + 1, time.time_ns())
+            return f"<{os.getpid()}.{self._apop_clock}@{hostname}>"
+
     def _swap_connection(self, old: socket.socket, new: socket.socket | None) -> None:
         with self._idle:
             self._connections.discard(old)
@@ -297,6 +306,9 @@ class _Conversation:
             service.verify,
             lambda user: self.daemon._open_exclusive(service, user),
             apop_secret=service.apop_secret,
+            apop_timestamp=self.daemon.apop_timestamp(service.hostname)
+            if service.apop_secret
+            else None,
         )
         events = session.greeting()
         while True:

@@ -169,6 +169,33 @@ def test_two_daemons_keep_one_session_per_maildrop_and_deliveries_go_on(site):
     assert subjects == [b"Subject: message 2", b"Subject: message 3"]
 
 
+def test_apop_secret_set_with_pysendmail_cf_logs_in(site):
+    cf, spool = site
+    setter = subprocess.run(
+        [sys.executable, "-m", "pysendmail.cli.cftool", "passwd", "--apop", "alice", "-C", str(cf)],
+        input="apop secret\n",
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert setter.returncode == 0, setter.stderr
+    secrets_file = cf.parent / "pysendmail.apop"
+    assert secrets_file.read_text() == "alice:apop secret\n"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    argv = ["-C", str(cf), "--foreground", "--listen", "127.0.0.1:0", "--mailbox-dir", str(spool)]
+    daemon = Running(argv)
+    try:
+        assert any(f"APOP secrets: {secrets_file}" in line for line in daemon.banner)
+        client = poplib.POP3("127.0.0.1", daemon.port, timeout=10)
+        assert re.search(rb"<\d+\.\d+@mail\.example\.com>$", client.getwelcome())
+        client.apop("alice", "apop secret")  # no TLS needed: the secret never crosses
+        assert client.stat()[0] == 2
+        client.quit()
+    finally:
+        assert daemon.stop() == 0
+
+
 def test_bad_cf_exits_78_naming_the_file(tmp_path):
     cf = tmp_path / "broken.cf"
     cf.write_text("V10/Berkeley\nOOops this is not an option line\n\x01garbage\n")

@@ -7,6 +7,7 @@ import base64
 import logging
 import os
 import poplib
+import re
 import socket
 import threading
 
@@ -200,12 +201,32 @@ def test_auth_plain_logs_in(pop3):
     client.quit()
 
 
-def test_apop_is_not_offered_with_hashed_passwords(pop3):
+def test_apop_is_not_offered_without_apop_secrets(pop3):
     client = pop3.client()
     assert b"<" not in client.getwelcome()
     # poplib itself declines APOP without a timestamp in the greeting; send it by hand.
     assert error_of(client._shortcmd, f"APOP alice {'0' * 32}") == b"-ERR APOP not available"
     client.quit()
+
+
+APOP_SECRETS = {"alice": "tanstaaftanstaaf"}
+
+
+def test_apop_logs_in_with_the_shared_secret_and_a_fresh_timestamp(tmp_path):
+    with running_pop3(tmp_path, apop_secret=APOP_SECRETS.get) as pop3:
+        pop3.deliver("alice", message(1))
+        client, other = pop3.client(), pop3.client()
+        banner = re.compile(rb"<(\d+)\.(\d+)@pop\.example\.com>$")
+        stamps = [banner.search(c.getwelcome()) for c in (client, other)]
+        assert all(stamps) and stamps[0].group(1) == str(os.getpid()).encode()
+        assert stamps[0].group(0) != stamps[1].group(0)
+        assert client.apop("alice", APOP_SECRETS["alice"]).startswith(b"+OK maildrop has 1")
+        assert client.stat()[0] == 1
+        client.quit()
+        # a wrong secret, and a user with a password but no APOP secret: the same answer
+        for user, secret in (("alice", "wrong"), ("bob", PASSWORDS["bob"])):
+            assert error_of(other.apop, user, secret) == b"-ERR [AUTH] Authentication failed"
+        other.quit()
 
 
 class Collected(logging.Handler):
