@@ -142,10 +142,12 @@ class MailboxOwner:
     gid: int
 
 
-def _run_as(owner: MailboxOwner | None, action: Callable[[], T]) -> T:
+def _run_as(owner: MailboxOwner | None, action: Callable[[], T], root_dir: str | None = None) -> T:
     """Run `action` with the owner's identity: in a forked child when we are root and the
-    owner is someone else, in this process otherwise. Typed errors cross back intact."""
-    if owner is None or os.geteuid() != 0 or owner.uid == 0:
+    owner is someone else (or a chroot to `root_dir` is asked for: a file mailer's /=),
+    in this process otherwise. Typed errors cross back intact."""
+    switch = owner is not None and os.geteuid() == 0 and owner.uid != 0
+    if not switch and not root_dir:
         return action()
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -153,9 +155,14 @@ def _run_as(owner: MailboxOwner | None, action: Callable[[], T]) -> T:
         os.close(read_end)
         outcome: tuple
         try:
-            os.setgroups([owner.gid])
-            os.setgid(owner.gid)
-            os.setuid(owner.uid)
+            if root_dir:
+                os.chroot(root_dir)
+                os.chdir("/")
+            if switch:
+                assert owner is not None
+                os.setgroups([owner.gid])
+                os.setgid(owner.gid)
+                os.setuid(owner.uid)
             outcome = ("ok", action())
         except MailError as err:
             outcome = ("err", type(err).__name__, err.text, err.status, err.reply_code,
@@ -447,6 +454,7 @@ def append_mbox(
     require_owner: bool = True,
     create_mode: int = 0o600,
     refuse_executable: bool = False,
+    root_dir: str | None = None,
 ) -> int:
     """Append one message (header and body bytes, in chunks of any size) to an mbox.
 
@@ -459,7 +467,8 @@ def append_mbox(
     For a mailbox (the default) the dot-lock is taken and the file created by the
     caller's identity, and the file must belong to `owner`. For a `/file` target
     (`dot_lock=False, require_owner=False`) every step, creation included, happens as
-    `owner`, so the kernel's permission checks are the owner's.
+    `owner`, so the kernel's permission checks are the owner's, and inside the chroot
+    `root_dir` when one is given (`path` is then a path inside it).
     """
     path = Path(path)
     from_line = mbox_from_line(envelope_sender, received_at)
@@ -474,7 +483,7 @@ def append_mbox(
             _prepare_mbox(path, owner, **checks)  # type: ignore[arg-type]
             return _append_message(path, from_line, message, lock_timeout)
 
-        return _run_as(owner, prepare_and_append)
+        return _run_as(owner, prepare_and_append, root_dir)
     with DotLock(path, timeout=lock_timeout):
         _prepare_mbox(path, owner, **checks)  # type: ignore[arg-type]
         return _run_as(owner, lambda: _append_message(path, from_line, message, lock_timeout))

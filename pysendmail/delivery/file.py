@@ -7,14 +7,23 @@ never as root (a root or missing controlling user means DefaultUser), so the ker
 decides what that user may write. A symlink, a hard-linked or non-regular file, and an
 executable file are refused, as sendmail's safefile checks refuse them; `/dev/null`
 swallows the message. A full disk or quota defers; nothing half-written stays behind.
+A `*file*` mailer defined in the cf may say who writes (U=, which wins over the
+controlling user) and chroot first (/=, the path is then inside that root).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.message import OutgoingMessage, with_return_path
-from pysendmail.delivery.prog import ProgramSettings, RunIdentity, identity_for
+from pysendmail.delivery.prog import (
+    MailerUserError,
+    ProgramSettings,
+    RunIdentity,
+    mailer_identity,
+    mailer_root_dir,
+)
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.envelope import ControllingUser
 from pysendmail.errors import MailError
@@ -31,6 +40,7 @@ def deliver_file(
     settings: ProgramSettings,
     *,
     lock_timeout: float = 60.0,
+    mailer: MailerSpec | None = None,
 ) -> DeliveryResult:
     """Append `message` to the file `path` as the controlling user."""
     target = Path(str(path))
@@ -41,7 +51,11 @@ def deliver_file(
         )
     if str(target) == "/dev/null":
         return DeliveryResult.sent(recipient, **extra)
-    identity = identity_for(controlling_user, settings)
+    try:
+        identity = mailer_identity(mailer, controlling_user, settings)
+    except MailerUserError as err:
+        return DeliveryResult.deferred(recipient, f"Deferred: {err}", status="4.3.5", **extra)
+    root_dir = mailer_root_dir(mailer, {"u": str(target)})
     owner = MailboxOwner(identity.uid, identity.gid) if identity is not None else None
     headers = with_return_path(message.headers, message.sender)
     try:
@@ -56,6 +70,7 @@ def deliver_file(
             require_owner=False,
             create_mode=0o644,
             refuse_executable=True,
+            root_dir=root_dir,
         )
     except MailError as err:
         if err.status == "4.2.1":

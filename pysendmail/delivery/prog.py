@@ -21,15 +21,20 @@ As sendmail runs them:
 
 from __future__ import annotations
 
+import errno
+import functools
+import grp
 import os
 import pwd
 import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from pysendmail.config.model import Config, MailerSpec
+from pysendmail.config.options import OptionError, parse_duration
 from pysendmail.delivery.message import OutgoingMessage, bare_sender, mailer_stream
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.envelope import ControllingUser
@@ -57,6 +62,7 @@ class ProgramOutcome:
     timed_out: bool = False
     signal: int | None = None
     start_error: OSError | None = None
+    wait_expired: bool = False  # it had all the data but did not exit within W=
 
 
 @record(frozen=True)
@@ -131,6 +137,69 @@ def default_user(config: Config | None) -> RunIdentity:
     return RunIdentity("daemon", 1, 1, "/")
 
 
+class MailerUserError(ValueError):
+    """A mailer's U= names a user or group this system does not have."""
+
+
+def parse_run_as(spec: str) -> RunIdentity:
+    """A mailer's U=: `user`, `user:group`, `uid:gid`, `:group` is not allowed."""
+    user, _, group = spec.strip().partition(":")
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        ident = _identity_from_pw(entry)
+    except KeyError:
+        if not user.isdigit():
+            raise MailerUserError(f"U={spec}: unknown user {user}") from None
+        ident = RunIdentity(user, int(user), int(user), "/")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise MailerUserError(f"U={spec}: unknown group {group}") from None
+        ident = RunIdentity(ident.user, ident.uid, gid, ident.home)
+    return ident
+
+
+def mailer_identity(
+    mailer: MailerSpec | None,
+    controlling: ControllingUser | RunIdentity | None,
+    settings: ProgramSettings,
+    *,
+    keep_root: bool = False,
+) -> RunIdentity | None:
+    """Who a mailer program runs as: the mailer's U= when it has one (it wins over the
+    controlling user and over F=S, as in sendmail), else as `identity_for` says.
+    Raises MailerUserError for a U= this system cannot satisfy."""
+    spec = mailer.fields.get("U", "").strip() if mailer is not None else ""
+    if spec:
+        if os.geteuid() != 0:
+            return None  # only root can switch; sendmail too runs it as itself then
+        ident = parse_run_as(spec)
+        return None if ident.uid == 0 else ident
+    return identity_for(controlling, settings, keep_root=keep_root)
+
+
+def mailer_root_dir(mailer: MailerSpec | None, macros: Mapping[str, str]) -> str | None:
+    """The mailer's /= (chroot before exec), its macros expanded; None for none or `/`."""
+    raw = mailer.fields.get("/", "").strip() if mailer is not None else ""
+    root = expand_word(raw, macros) if raw else ""
+    return root if root and os.path.normpath(root) != "/" else None
+
+
+def mailer_wait(mailer: MailerSpec | None) -> float | None:
+    """The mailer's W=: how long it may take to exit once it has all the data."""
+    raw = mailer.fields.get("W", "").strip() if mailer is not None else ""
+    if not raw:
+        return None
+    try:
+        return float(parse_duration(raw, "s")) or None
+    except OptionError:
+        return None
+
+
 def identity_for(
     controlling: ControllingUser | RunIdentity | None,
     settings: ProgramSettings,
@@ -196,6 +265,74 @@ def mailer_directories(mailer: MailerSpec | None, home: str) -> list[str]:
 # ---------------------------------------------------------------- running
 
 
+def inside_root(root_dir: str | None, path: str) -> str:
+    """Where `path` of a chrooted program is seen from outside the chroot."""
+    if not root_dir:
+        return path
+    return os.path.join(root_dir, path.lstrip("/"))
+
+
+def _enter(root_dir: str, directory: str, identity: RunIdentity | None) -> None:
+    """In the child, before exec: chroot (needs root), then drop to the identity."""
+    os.chroot(root_dir)
+    os.chdir(directory)
+    if identity is not None:
+        os.setgroups([])
+        os.setgid(identity.gid)
+        os.setuid(identity.uid)
+
+
+def spawn_program(
+    argv: Sequence[str],
+    *,
+    executable: str,
+    identity: RunIdentity | None,
+    environment: Mapping[str, str],
+    directories: Sequence[str] = ("/",),
+    root_dir: str | None = None,
+    stdin: object = subprocess.PIPE,
+    stdout: object = subprocess.PIPE,
+    stderr: object = subprocess.STDOUT,
+) -> subprocess.Popen[bytes] | OSError:
+    """Start a mailer program as `identity` in the first usable directory of D= (inside
+    the chroot `root_dir`, the mailer's /=, when given); the OSError when it cannot."""
+    options: dict[str, object] = {}
+    if root_dir:
+        pass  # the identity is taken in _enter, after the chroot that needs root
+    elif identity is not None:
+        options.update(user=identity.uid, group=identity.gid, extra_groups=[])
+    last_error: OSError | None = None
+    for directory in [*directories, "/"]:
+        if not os.path.isdir(inside_root(root_dir, directory)):
+            continue
+        if root_dir:
+            options["preexec_fn"] = functools.partial(_enter, root_dir, directory, identity)
+        else:
+            options["cwd"] = directory
+        try:
+            return subprocess.Popen(
+                list(argv),
+                executable=executable,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                env=dict(environment),
+                close_fds=True,
+                start_new_session=True,
+                **options,  # type: ignore[arg-type]
+            )
+        except PermissionError as err:
+            last_error = err
+            if err.filename not in (directory, None):
+                break  # the program, not the directory
+        except OSError as err:
+            last_error = err
+            break
+        except subprocess.SubprocessError as err:  # chroot or setuid failed in the child
+            return OSError(errno.EAGAIN, f"cannot enter {root_dir}: {err}")
+    return last_error or OSError(errno.ENOENT, "no usable directory")
+
+
 def run_program(
     argv: Sequence[str],
     *,
@@ -205,39 +342,23 @@ def run_program(
     environment: Mapping[str, str],
     directories: Sequence[str] = ("/",),
     timeout: float = DEFAULT_PROGRAM_TIMEOUT,
+    root_dir: str | None = None,
+    wait_timeout: float | None = None,
 ) -> ProgramOutcome:
-    """Run a mailer program with the message on its standard input."""
-    options: dict[str, object] = {}
-    if identity is not None:
-        options.update(user=identity.uid, group=identity.gid, extra_groups=[])
-    proc = None
-    last_error: OSError | None = None
-    for directory in [*directories, "/"]:
-        if not os.path.isdir(directory):
-            continue
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                executable=executable,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=dict(environment),
-                cwd=directory,
-                close_fds=True,
-                start_new_session=True,
-                **options,  # type: ignore[arg-type]
-            )
-            break
-        except PermissionError as err:
-            last_error = err
-            if err.filename not in (directory, None):
-                break  # the program, not the directory
-        except OSError as err:
-            last_error = err
-            break
-    if proc is None:
-        return ProgramOutcome(None, start_error=last_error or OSError("cannot start"))
+    """Run a mailer program with the message on its standard input. `timeout` bounds
+    the whole run; `wait_timeout` (the mailer's W=) how long it may take to exit once
+    it has all the data."""
+    started = spawn_program(
+        argv,
+        executable=executable,
+        identity=identity,
+        environment=environment,
+        directories=directories,
+        root_dir=root_dir,
+    )
+    if isinstance(started, OSError):
+        return ProgramOutcome(None, start_error=started)
+    proc = started
 
     output = bytearray()
     feed_error: list[OSError] = []
@@ -265,11 +386,23 @@ def run_program(
 
     feeder = threading.Thread(target=feed, daemon=True)
     drainer = threading.Thread(target=drain, daemon=True)
+    deadline = time.monotonic() + timeout
     feeder.start()
     drainer.start()
-    timed_out = False
+    timed_out = wait_expired = False
+    feeder.join(timeout=timeout)
     try:
-        proc.wait(timeout=timeout)
+        if feeder.is_alive():
+            raise subprocess.TimeoutExpired(argv, timeout)
+        remaining = max(0.0, deadline - time.monotonic())
+        if wait_timeout is not None and wait_timeout < remaining:
+            try:
+                proc.wait(timeout=wait_timeout)
+            except subprocess.TimeoutExpired:
+                wait_expired = True
+                raise
+        else:
+            proc.wait(timeout=remaining)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
@@ -279,7 +412,7 @@ def run_program(
     if proc.stdout is not None:
         proc.stdout.close()
     if timed_out:
-        return ProgramOutcome(None, bytes(output), timed_out=True)
+        return ProgramOutcome(None, bytes(output), timed_out=True, wait_expired=wait_expired)
     if feed_error:
         return ProgramOutcome(None, bytes(output), start_error=feed_error[0])
     if proc.returncode < 0:
@@ -304,6 +437,15 @@ def outcome_result(
     last_line = outcome.output.strip().splitlines()[-1:] or [b""]
     detail = last_line[0].decode("utf-8", "replace")[:200]
     extra = {"mailer": mailer, "relay": "local"}
+    if outcome.wait_expired:
+        # sendmail: "endmailer prog: wait timeout", then EX_TEMPFAIL
+        return DeliveryResult.deferred(
+            recipient,
+            f"Deferred: {program}: wait timeout",
+            status="4.4.1",
+            diagnostic_code="X-Unix; wait timeout",
+            **extra,
+        )
     if outcome.timed_out:
         return DeliveryResult.deferred(
             recipient,
@@ -376,10 +518,14 @@ def run_mailer(
     program = os.path.basename(mailer.path) or mailer.name
     for group in groups:
         first = group[0]
-        identity = identity_for(
-            first.controlling_user, settings, keep_root=allow_root and "S" in flags
-        )
-        home = identity.home if identity else _home_of(first.controlling_user)
+        try:
+            identity = mailer_identity(
+                mailer, first.controlling_user, settings, keep_root=allow_root and "S" in flags
+            )
+        except MailerUserError as err:
+            results.extend(_config_error(t.recipient, mailer, str(err)) for t in group)
+            continue
+        home = identity.home if identity else home_of(first.controlling_user)
         values = {
             "f": bare_sender(message.sender),
             "g": bare_sender(message.sender),
@@ -396,6 +542,8 @@ def run_mailer(
             environment=settings.environment,
             directories=mailer_directories(mailer, home),
             timeout=settings.timeout,
+            root_dir=mailer_root_dir(mailer, values),
+            wait_timeout=mailer_wait(mailer),
         )
         for target in group:
             results.append(
@@ -404,7 +552,14 @@ def run_mailer(
     return results
 
 
-def _home_of(controlling: ControllingUser | RunIdentity | None) -> str:
+def _config_error(recipient: str, mailer: MailerSpec, text: str) -> DeliveryResult:
+    """A mailer the configuration got wrong: the mail waits for the admin's fix."""
+    return DeliveryResult.deferred(
+        recipient, f"Deferred: {text}", status="4.3.5", mailer=mailer.name, relay="local"
+    )
+
+
+def home_of(controlling: ControllingUser | RunIdentity | None) -> str:
     if isinstance(controlling, RunIdentity):
         return controlling.home
     if controlling is not None:

@@ -75,7 +75,9 @@ def sendmail_env(oracle_dir):
                 text = path.read_bytes().replace(str(oracle_dir).encode(), str(base).encode())
                 path.write_bytes(text)
                 path.chmod(0o755 if path.parent.name == "bin" else 0o644)
-        (office / "mailboxes").mkdir(exist_ok=True)
+        # the session-wide oracle copy may hold what other tests delivered there
+        shutil.rmtree(office / "mailboxes", ignore_errors=True)
+        (office / "mailboxes").mkdir()
         for sub in ("mqueue", "hoststat"):
             (base / sub).mkdir(mode=0o700)
         yield binary, base

@@ -43,7 +43,9 @@ def test_runner_for_the_office_config_delivers_sendmails_queue(oracle_dir, tmp_p
                 path.read_bytes().replace(str(oracle_dir).encode(), str(tmp_path).encode())
             )
     (office / "bin" / "deliver").chmod(0o755)
-    (office / "mailboxes").mkdir(exist_ok=True)
+    # the session-wide oracle copy may hold what other tests delivered there
+    shutil.rmtree(office / "mailboxes", ignore_errors=True)
+    (office / "mailboxes").mkdir()
     queue_dir = tmp_path / "mqueue"
     queue_dir.mkdir()
     before = cli_case(oracle_dir, "bp_four_queued")
