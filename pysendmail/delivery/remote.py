@@ -236,15 +236,23 @@ class _Transaction:
         return [i for i in range(len(self.recipients)) if i not in self.results]
 
 
-def _reply_result(
-    recipient: str, code: int, text: str, *, host: str, relay: str, mailer: str
+def reply_result(
+    recipient: str,
+    code: int,
+    text: str,
+    *,
+    host: str,
+    relay: str,
+    mailer: str,
+    diagnostic_type: str = "smtp",
 ) -> DeliveryResult:
+    """The result of an SMTP or LMTP reply to one recipient (RCPT, or the final dot)."""
     status, rest = _split_enhanced(code, text)
     extra = {
         "mailer": mailer,
         "relay": relay,
-        "remote_mta": f"dns; {host}",
-        "diagnostic_code": f"smtp; {code} {text}",
+        "remote_mta": f"dns; {host}" if host else None,
+        "diagnostic_code": f"{diagnostic_type}; {code} {text}",
     }
     if 200 <= code < 300:
         return DeliveryResult.sent(recipient, f"Sent ({rest})" if rest else "Sent", **extra)
@@ -586,7 +594,7 @@ def _transaction(
         if 400 <= mail_code < 500 or mail_code < 200:
             raise _HostFailed(f"Deferred: {mail_code} {mail_text}", "4.0.0")
         for index in open_indices:
-            state.results[index] = _reply_result(
+            state.results[index] = reply_result(
                 state.recipients[index].address,
                 mail_code,
                 mail_text,
@@ -601,7 +609,7 @@ def _transaction(
         if code in (250, 251):
             accepted.append(index)
         else:
-            state.results[index] = _reply_result(
+            state.results[index] = reply_result(
                 state.recipients[index].address,
                 code,
                 text,
@@ -619,7 +627,7 @@ def _transaction(
     if data_code != 354:
         for index in accepted:
             code = data_code if data_code >= 400 else 451
-            state.results[index] = _reply_result(
+            state.results[index] = reply_result(
                 state.recipients[index].address,
                 code,
                 data_text,
@@ -638,7 +646,7 @@ def _transaction(
     except (OSError, smtplib.SMTPServerDisconnected) as err:
         raise _DataLost(f"Deferred: Lost connection with {host} during data ({err})") from None
     for index in accepted:
-        state.results[index] = _reply_result(
+        state.results[index] = reply_result(
             state.recipients[index].address,
             final_code,
             final_text,

@@ -19,7 +19,8 @@ from typing import Any
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.dsn import bare
 from pysendmail.delivery.file import deliver_file
-from pysendmail.delivery.local import LocalRecipient, LocalSettings, deliver_local
+from pysendmail.delivery.lmtp import LmtpSettings, LmtpTarget, deliver_lmtp
+from pysendmail.delivery.local import LocalRecipient, LocalSettings, deliver_local, lookup_user
 from pysendmail.delivery.message import OutgoingMessage
 from pysendmail.delivery.prog import ProgramSettings, deliver_prog
 from pysendmail.delivery.remote import RemoteRecipient, RemoteSettings, deliver_remote
@@ -98,11 +99,13 @@ class ProgDeliverer:
 class FileDeliverer:
     """The `*file*` mailer: `/path` targets, appended as their controlling user."""
 
-    def __init__(self, settings: ProgramSettings) -> None:
+    def __init__(self, settings: ProgramSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
+        self.mailer = mailer  # a cf's own `M*file*` line (U=, /=), if it has one
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
-        out = outgoing(message, DEFAULT_FILE_FLAGS)
+        flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_FILE_FLAGS
+        out = outgoing(message, flags or DEFAULT_FILE_FLAGS)
         return [
             deliver_file(
                 out,
@@ -110,6 +113,7 @@ class FileDeliverer:
                 _recipient_of(message, d),
                 getattr(d, "controlling_user", None),
                 self.settings,
+                mailer=self.mailer,
             )
             for d in deliveries
         ]
@@ -163,3 +167,39 @@ class RemoteDeliverer:
             for index, result in zip(indexes, sent, strict=True):
                 results[index] = result
         return [r for r in results if r is not None]
+
+
+class LmtpDeliverer:
+    """A mailer with F=z: one LMTP transaction per destination (`$h`) for all of this
+    message's recipients routed to it, each with the reply the server gave it."""
+
+    def __init__(self, settings: LmtpSettings, mailer: MailerSpec, *, local: bool = False) -> None:
+        self.settings = settings
+        self.mailer = mailer
+        self.local = local  # the local mailer: `$u` is a user name, F=S may keep root
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        out = outgoing(message, self.mailer.fields.get("F", ""))
+        by_host: dict[str, list[int]] = {}
+        for index, delivery in enumerate(deliveries):
+            by_host.setdefault(str(getattr(delivery, "host", "") or "").lower(), []).append(index)
+        results: dict[int, DeliveryResult] = {}
+        for indexes in by_host.values():
+            targets = [self._target(message, deliveries[i]) for i in indexes]
+            sent = deliver_lmtp(out, targets, self.mailer, self.settings, allow_root=self.local)
+            results.update(zip(indexes, sent, strict=True))
+        return [results[i] for i in range(len(deliveries))]
+
+    def _target(self, message: Any, delivery: Any) -> LmtpTarget:
+        user = str(getattr(delivery, "user", None) or getattr(delivery, "address", ""))
+        if self.local and "u" not in self.mailer.flags:
+            user = user.lower()
+        controlling = getattr(delivery, "controlling_user", None)
+        if controlling is None and self.local:
+            controlling = lookup_user(user.split("+", 1)[0])
+        return LmtpTarget(
+            recipient=_recipient_of(message, delivery),
+            user=user if self.local else bare(user),
+            host=str(getattr(delivery, "host", "") or ""),
+            controlling_user=controlling,
+        )

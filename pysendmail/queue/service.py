@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from pysendmail.config.model import Config
-from pysendmail.delivery.local import LocalSettings
+from pysendmail.delivery.lmtp import LmtpSettings
+from pysendmail.delivery.local import LocalSettings, is_builtin_local
 from pysendmail.delivery.prog import ProgramSettings
 from pysendmail.delivery.remote import AuthInfo, RemoteSettings, authinfo_lookup
 from pysendmail.delivery.result import DeliveryResult
@@ -23,6 +24,7 @@ from pysendmail.dns import DnsTempFailure, Resolver, ResolverSettings
 from pysendmail.log import MailLog
 from pysendmail.queue.deliverers import (
     FileDeliverer,
+    LmtpDeliverer,
     LocalDeliverer,
     ProgDeliverer,
     RemoteDeliverer,
@@ -98,20 +100,34 @@ def smart_host_credentials(config: Config) -> Callable[[str, str], AuthInfo | No
     return authinfo_lookup(open_map(spec).lookup)
 
 
+def _resolver_for(config: Config, resolver: Resolver | None) -> Resolver:
+    resolver = resolver or Resolver(ResolverSettings.from_config(config))
+    if os.environ.get(LOOPBACK_ONLY_ENV) and not isinstance(resolver, LoopbackOnlyResolver):
+        resolver = LoopbackOnlyResolver(resolver)  # type: ignore[assignment]
+    return resolver
+
+
 def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> dict[str, Deliverer]:
     program = ProgramSettings.from_config(config)
+    local_spec = config.mailers.get("local")
     found: dict[str, Deliverer] = {
-        "local": LocalDeliverer(LocalSettings.from_config(config), config.mailers.get("local")),
+        "local": LocalDeliverer(LocalSettings.from_config(config), local_spec),
         PROG_MAILER: ProgDeliverer(program, config.mailers.get(PROG_MAILER)),
-        FILE_MAILER: FileDeliverer(program),
+        FILE_MAILER: FileDeliverer(program, config.mailers.get(FILE_MAILER)),
     }
     remote: RemoteSettings | None = None
+    lmtp: LmtpSettings | None = None
     for name, spec in config.mailers.items():
-        if spec.path == "[IPC]" and name not in found:
+        is_local = name == "local"
+        if "z" in spec.flags and not (is_local and is_builtin_local(spec)):
+            # F=z: LMTP, to a program or over [IPC] (mail.local itself stays built in)
+            if lmtp is None:
+                resolver = _resolver_for(config, resolver)
+                lmtp = LmtpSettings(config.hostname, program, resolver)
+            found[name] = LmtpDeliverer(lmtp, spec, local=is_local)
+        elif spec.path == "[IPC]" and name not in found:
             if remote is None:
-                resolver = resolver or Resolver(ResolverSettings.from_config(config))
-                if os.environ.get(LOOPBACK_ONLY_ENV):
-                    resolver = LoopbackOnlyResolver(resolver)  # type: ignore[assignment]
+                resolver = _resolver_for(config, resolver)
                 remote = RemoteSettings.from_config(
                     config, resolver, auth_lookup=smart_host_credentials(config)
                 )
