@@ -48,7 +48,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pysendmail.errors import MailError, TempFailure
 from pysendmail.record import record
@@ -154,21 +154,17 @@ def _run_as(owner: MailboxOwner | None, action: Callable[[], T], root_dir: str |
     if pid == 0:  # child: never returns
         os.close(read_end)
         outcome: tuple
-        try:
+
+        def switch_and_act() -> T:
             if root_dir:
                 os.chroot(root_dir)
                 os.chdir("/")
             if switch:
                 assert owner is not None
-                os.setgroups([owner.gid])
-                os.setgid(owner.gid)
-                os.setuid(owner.uid)
-            outcome = ("ok", action())
-        except MailError as err:
-            outcome = ("err", type(err).__name__, err.text, err.status, err.reply_code,
-                       int(err.exit_code))  # fmt: skip
-        except BaseException as err:  # report, never let the child run on
-            outcome = ("err", "MaildropTempError", f"delivery child: {err!r}", "4.3.0", 451, 75)
+                become(owner)
+            return action()
+
+        outcome = capture_outcome(switch_and_act)
         try:
             payload = pickle.dumps(outcome)
             view = memoryview(payload)
@@ -184,12 +180,44 @@ def _run_as(owner: MailboxOwner | None, action: Callable[[], T], root_dir: str |
     os.waitpid(pid, 0)
     if not chunks:
         raise MaildropTempError("delivery child died without a result")
-    outcome = pickle.loads(b"".join(chunks))
+    return reraise_outcome(pickle.loads(b"".join(chunks)))
+
+
+def become(owner: MailboxOwner) -> None:
+    """Switch this (child) process to the owner for good: groups, gid, then uid."""
+    os.setgroups([owner.gid])
+    os.setgid(owner.gid)
+    os.setuid(owner.uid)
+
+
+def capture_outcome(action: Callable[[], T]) -> tuple:
+    """Run `action` in a delivery child: its result or typed error as a picklable tuple."""
+    try:
+        return ("ok", action())
+    except MailError as err:
+        return ("err", type(err).__name__, err.text, err.status, err.reply_code,
+                int(err.exit_code))  # fmt: skip
+    except BaseException as err:  # report, never let the child run on
+        return ("err", "MaildropTempError", f"delivery child: {err!r}", "4.3.0", 451, 75)
+
+
+def reraise_outcome(outcome: tuple) -> Any:
+    """The parent's side of capture_outcome: the result, or the typed error raised."""
     if outcome[0] == "ok":
         return outcome[1]
     _, name, text, status, reply_code, exit_code = outcome
     cls = _ERROR_CLASSES.get(name, MaildropTempError)
     raise cls(text, status=status, reply_code=reply_code, exit_code=ExitCode(exit_code))
+
+
+class UserWriter(Protocol):
+    """Runs one of WRITE_OPERATIONS as a mailbox owner, the message streamed to it: a
+    pool of children kept for a queue run (delivery/user_writers.py) does this
+    without a fork per message."""
+
+    def run(
+        self, owner: MailboxOwner, operation: str, args: tuple, message: Iterable[bytes]
+    ) -> Any: ...
 
 
 # ---------------------------------------------------------------- locks
@@ -455,6 +483,7 @@ def append_mbox(
     create_mode: int = 0o600,
     refuse_executable: bool = False,
     root_dir: str | None = None,
+    writer: UserWriter | None = None,
 ) -> int:
     """Append one message (header and body bytes, in chunks of any size) to an mbox.
 
@@ -468,7 +497,8 @@ def append_mbox(
     caller's identity, and the file must belong to `owner`. For a `/file` target
     (`dot_lock=False, require_owner=False`) every step, creation included, happens as
     `owner`, so the kernel's permission checks are the owner's, and inside the chroot
-    `root_dir` when one is given (`path` is then a path inside it).
+    `root_dir` when one is given (`path` is then a path inside it). A mailbox's append
+    is done by `writer` when one is given (the locks and checks stay here).
     """
     path = Path(path)
     from_line = mbox_from_line(envelope_sender, received_at)
@@ -486,6 +516,9 @@ def append_mbox(
         return _run_as(owner, prepare_and_append, root_dir)
     with DotLock(path, timeout=lock_timeout):
         _prepare_mbox(path, owner, **checks)  # type: ignore[arg-type]
+        if writer is not None and _switches(owner):
+            assert owner is not None
+            return writer.run(owner, "mbox", (path, from_line, lock_timeout), message)
         return _run_as(owner, lambda: _append_message(path, from_line, message, lock_timeout))
 
 
@@ -565,18 +598,38 @@ def _write_maildir(root: Path, message: Iterable[bytes]) -> str:
 
 
 def deliver_maildir(
-    root: Path, message: Iterable[bytes], *, owner: MailboxOwner | None = None
+    root: Path,
+    message: Iterable[bytes],
+    *,
+    owner: MailboxOwner | None = None,
+    writer: UserWriter | None = None,
 ) -> str:
     """Write one message into the Maildir `root`; returns its file name in new/."""
     root = Path(root)
-
-    def write() -> str:
-        ensure_maildir(root, None)
-        return _write_maildir(root, message)
-
     if owner is not None and os.geteuid() == 0:
         ensure_maildir(root, owner)
-    return _run_as(owner, write)
+    if writer is not None and _switches(owner):
+        assert owner is not None
+        return writer.run(owner, "maildir", (root,), message)
+    return _run_as(owner, lambda: _maildir_write(root, message))
+
+
+def _maildir_write(root: Path, message: Iterable[bytes]) -> str:
+    ensure_maildir(root, None)
+    return _write_maildir(root, message)
+
+
+def _switches(owner: MailboxOwner | None) -> bool:
+    return owner is not None and os.geteuid() == 0 and owner.uid != 0
+
+
+# What a UserWriter's child may be asked to do: name -> f(*args, message).
+WRITE_OPERATIONS: dict[str, Callable[..., Any]] = {
+    "mbox": lambda path, from_line, lock_timeout, message: _append_message(
+        path, from_line, message, lock_timeout
+    ),
+    "maildir": lambda root, message: _maildir_write(root, message),
+}
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -33,7 +33,13 @@ from pysendmail.delivery.prog import (
 )
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.errors import MailError
-from pysendmail.maildrop import MailboxOwner, append_mbox, deliver_maildir, mbox_path
+from pysendmail.maildrop import (
+    MailboxOwner,
+    UserWriter,
+    append_mbox,
+    deliver_maildir,
+    mbox_path,
+)
 from pysendmail.record import field, record
 
 DEFAULT_SPOOL = Path("/var/mail")
@@ -93,13 +99,16 @@ def deliver_local(
     settings: LocalSettings,
     *,
     mailer: MailerSpec | None = None,
+    writer: UserWriter | None = None,
 ) -> list[DeliveryResult]:
-    """Deliver `message` to local users; one DeliveryResult per recipient, in order."""
+    """Deliver `message` to local users; one DeliveryResult per recipient, in order.
+    `writer` (a queue run's user_writers.UserWriters) writes as each user without a
+    fork per message."""
     targets = [r if isinstance(r, LocalRecipient) else LocalRecipient(r, r) for r in recipients]
     if not is_builtin_local(mailer):
         assert mailer is not None
         return _deliver_by_program(message, targets, mailer, settings)
-    return [_deliver_builtin(message, target, settings, mailer) for target in targets]
+    return [_deliver_builtin(message, target, settings, mailer, writer) for target in targets]
 
 
 def _find_user(name: str, settings: LocalSettings, mailer: MailerSpec | None) -> RunIdentity | None:
@@ -115,6 +124,7 @@ def _deliver_builtin(
     target: LocalRecipient,
     settings: LocalSettings,
     mailer: MailerSpec | None,
+    writer: UserWriter | None = None,
 ) -> DeliveryResult:
     extra = {"mailer": mailer.name if mailer else "local", "relay": "local"}
     identity = _find_user(target.user, settings, mailer)
@@ -130,7 +140,7 @@ def _deliver_builtin(
             settings.spool_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         if settings.maildir:
             where = expand_maildir(settings.maildir, identity)
-            deliver_maildir(where, message.open_with_headers(headers), owner=owner)
+            deliver_maildir(where, message.open_with_headers(headers), owner=owner, writer=writer)
         else:
             append_mbox(
                 mbox_path(settings.spool_dir, identity.user),
@@ -139,6 +149,7 @@ def _deliver_builtin(
                 owner=owner,
                 received_at=message.received_at,
                 lock_timeout=settings.lock_timeout,
+                writer=writer,
             )
     except MailError as err:
         return DeliveryResult.from_error(target.recipient, err, **extra)

@@ -14,6 +14,8 @@ user from `user`, the prog adapter the command and the file adapter the path fro
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 from pysendmail.config.model import MailerSpec
@@ -25,6 +27,7 @@ from pysendmail.delivery.message import OutgoingMessage
 from pysendmail.delivery.prog import ProgramSettings, deliver_prog
 from pysendmail.delivery.remote import RemoteRecipient, RemoteSettings, deliver_remote
 from pysendmail.delivery.result import DeliveryResult
+from pysendmail.delivery.user_writers import UserWriters
 from pysendmail.headers import render
 
 # The flags of Debian's stock local mailer (mail.local), used when no M line is given.
@@ -59,6 +62,18 @@ class LocalDeliverer:
     def __init__(self, settings: LocalSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
         self.mailer = mailer
+        self._run = threading.local()  # this thread's queue run: its UserWriters
+
+    def begin_run(self) -> None:
+        """A queue run starts: as root, keep one writer child per user until it ends."""
+        if os.geteuid() == 0:
+            self._run.writers = UserWriters()
+
+    def end_run(self) -> None:
+        writers = getattr(self._run, "writers", None)
+        self._run.writers = None
+        if writers is not None:
+            writers.close()
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_LOCAL_FLAGS
@@ -70,7 +85,8 @@ class LocalDeliverer:
             )
             for d in deliveries
         ]
-        return deliver_local(out, targets, self.settings, mailer=self.mailer)
+        writer = getattr(self._run, "writers", None)
+        return deliver_local(out, targets, self.settings, mailer=self.mailer, writer=writer)
 
 
 class ProgDeliverer:

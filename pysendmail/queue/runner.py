@@ -220,12 +220,34 @@ class QueueRunner:
         summary = RunSummary()
         self._host_status = {}
         self._in_run = True
+        hooked = self._run_hooks("begin_run")
         try:
             self._run(filters, summary)
         finally:
             self._in_run = False
             self._host_status = {}
+            for end in hooked:
+                try:
+                    end()
+                except Exception:  # closing a cached connection must not fail the run
+                    log.exception("queue run: closing a mailer's run state failed")
         return summary
+
+    def _run_hooks(self, name: str) -> list[Callable[[], None]]:
+        """Tell each deliverer (once, however many mailer names share it) that a run
+        starts, so it may keep state across the run's messages (one writer child per
+        local user, open SMTP connections); their `end_run`s, to call when it ends."""
+        ends: list[Callable[[], None]] = []
+        seen: set[int] = set()
+        for deliverer in self.deliverers.values():
+            if id(deliverer) in seen:
+                continue
+            seen.add(id(deliverer))
+            begin = getattr(deliverer, name, None)
+            if begin is not None:
+                begin()
+                ends.append(deliverer.end_run)  # type: ignore[attr-defined]
+        return ends
 
     def _run(self, filters: list[RunFilter] | None, summary: RunSummary) -> None:
         try:
