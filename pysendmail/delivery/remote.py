@@ -46,6 +46,7 @@ from pathlib import Path
 
 from pysendmail.config.model import Config, MailerSpec
 from pysendmail.delivery import hoststatus
+from pysendmail.delivery.connection_cache import ConnectionCache, Key, quit_and_close
 from pysendmail.delivery.message import OutgoingMessage, bare_sender
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
@@ -141,6 +142,8 @@ class RemoteSettings:
     # (host name, address) -> credentials; see authinfo_lookup
     auth_lookup: Callable[[str, str], AuthInfo | None] | None = None
     eight_bit_mode: str = "pass8"
+    connection_cache_size: int = 2  # ConnectionCacheSize: connections a queue run keeps
+    connection_cache_timeout: float = 300.0  # ConnectionCacheTimeout: their idle limit
     host_status_dir: str | None = None  # HostStatusDirectory, resolved; None: not kept
 
     @classmethod
@@ -153,6 +156,8 @@ class RemoteSettings:
             "command_timeout": float(config.option("Timeout.rcpt", 300)),  # type: ignore[arg-type]
             "data_timeout": float(config.option("Timeout.datafinal", 3600)),  # type: ignore[arg-type]
             "eight_bit_mode": str(config.option("EightBitMode", "pass8") or "pass8"),
+            "connection_cache_size": int(config.option("ConnectionCacheSize", 2) or 0),  # type: ignore[call-overload]
+            "connection_cache_timeout": float(config.option("ConnectionCacheTimeout", 300) or 0),  # type: ignore[arg-type]
             "host_status_dir": hoststatus.resolve_dir(
                 str(config.option("HostStatusDirectory") or ""),
                 str(config.option("QueueDirectory", "/var/spool/mqueue")),
@@ -292,10 +297,12 @@ def deliver_remote(
     mailer: MailerSpec | None = None,
     ret: str | None = None,
     envid: str | None = None,
+    cache: ConnectionCache | None = None,
 ) -> list[DeliveryResult]:
     """Send `message` to `recipients` at `destination` (the routed `$h`) in one SMTP
     transaction; one DeliveryResult per recipient, in order. Never raises for a
-    delivery problem."""
+    delivery problem. With a `cache` (a queue run's) a connection left open by an
+    earlier message to the same host is used, and this one is left open."""
     rcpts = [r if isinstance(r, RemoteRecipient) else RemoteRecipient(r) for r in recipients]
     if not rcpts:
         return []
@@ -319,7 +326,7 @@ def deliver_remote(
             continue
         for address in addresses:
             try:
-                _session(message, state, host, address, port, settings, mailer, ret, envid)
+                _session(message, state, host, address, port, settings, mailer, ret, envid, cache)
             except _HostFailed as failure:
                 state.last_failure, state.last_status = failure.text, failure.status
                 _keep_host_status(settings, host, failure=failure)
@@ -395,44 +402,27 @@ def _session(
     mailer: MailerSpec | None,
     ret: str | None,
     envid: str | None,
+    cache: ConnectionCache | None = None,
 ) -> None:
-    """One connection to one address. Fills state.results for every recipient it
-    decides; raises _HostFailed to move on, _DataLost after DATA broke."""
+    """One connection to one address (a cached one when the run has it). Fills
+    state.results for every recipient it decides; raises _HostFailed to move on,
+    _DataLost after DATA broke."""
     mailer_name = mailer.name if mailer is not None else "esmtp"
     relay = f"{host}. [{address}]"
-    client = smtplib.SMTP(local_hostname=settings.helo_name, timeout=settings.connect_timeout)
+    key = (host.lower(), address, port)
+    client = _reused(cache, key) if cache is not None else None
+    fresh = client is None
+    if client is None:
+        client = smtplib.SMTP(local_hostname=settings.helo_name, timeout=settings.connect_timeout)
+    reusable = False
     try:
-        try:
-            code, greeting = client.connect(address, port)
-        except ConnectionRefusedError:
-            refused = f"Deferred: Connection refused by {host}."
-            raise _HostFailed(refused, errno=errno.ECONNREFUSED) from None
-        except TimeoutError:
-            timed_out = f"Deferred: Connection timed out with {host}."
-            raise _HostFailed(timed_out, errno=errno.ETIMEDOUT) from None
-        except (OSError, smtplib.SMTPException) as err:
-            reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-            code = getattr(err, "errno", 0) or 0
-            raise _HostFailed(f"Deferred: {host}.: {reason}", errno=code) from None
-        if code != 220:
-            raise _HostFailed(f"Deferred: {code} {_reply_text(greeting)}", "4.0.0")
-        if client.sock is not None:
+        if fresh:
+            _open(client, host, address, port, settings)
+        elif client.sock is not None:
             client.sock.settimeout(settings.command_timeout)
-            # our writes are whole commands or large blocks: Nagle would only add delay
-            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _hello(client, host)
-        if settings.starttls and client.has_extn("starttls"):
-            context = settings.tls_context or _opportunistic_context()
-            # smtplib takes the TLS server name from the host it was built with; we
-            # connect to an address, so tell it the MX name the certificate must show
-            client._host = host
-            try:
-                client.starttls(context=context)
-            except (ssl.SSLError, OSError, ValueError, smtplib.SMTPException) as err:
-                raise _HostFailed(f"Deferred: {host}.: STARTTLS failed: {err}", "4.7.0") from None
-            _hello(client, host)
-        _authenticate(client, host, address, settings)
-        _transaction(client, message, state, host, relay, settings, mailer, mailer_name, ret, envid)
+        reusable = _transaction(
+            client, message, state, host, relay, settings, mailer, mailer_name, ret, envid
+        )
     except smtplib.SMTPServerDisconnected as err:
         raise _HostFailed(f"Deferred: Connection reset by {host}. ({err})") from None
     except (OSError, smtplib.SMTPException) as err:
@@ -440,6 +430,70 @@ def _session(
             raise
         raise _HostFailed(f"Deferred: {host}.: {err}") from None
     finally:
+        _keep_or_close(client, cache, key, reusable)
+
+
+def _open(
+    client: smtplib.SMTP, host: str, address: str, port: int, settings: RemoteSettings
+) -> None:
+    """Connect, greet (EHLO, else HELO), STARTTLS when offered, AUTH when we have
+    credentials for the host; raises _HostFailed when this host will not do."""
+    try:
+        code, greeting = client.connect(address, port)
+    except ConnectionRefusedError:
+        refused = f"Deferred: Connection refused by {host}."
+        raise _HostFailed(refused, errno=errno.ECONNREFUSED) from None
+    except TimeoutError:
+        timed_out = f"Deferred: Connection timed out with {host}."
+        raise _HostFailed(timed_out, errno=errno.ETIMEDOUT) from None
+    except (OSError, smtplib.SMTPException) as err:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        code = getattr(err, "errno", 0) or 0
+        raise _HostFailed(f"Deferred: {host}.: {reason}", errno=code) from None
+    if code != 220:
+        raise _HostFailed(f"Deferred: {code} {_reply_text(greeting)}", "4.0.0")
+    if client.sock is not None:
+        client.sock.settimeout(settings.command_timeout)
+        # our writes are whole commands or large blocks: Nagle would only add delay
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _hello(client, host)
+    if settings.starttls and client.has_extn("starttls"):
+        context = settings.tls_context or _opportunistic_context()
+        # smtplib takes the TLS server name from the host it was built with; we
+        # connect to an address, so tell it the MX name the certificate must show
+        client._host = host
+        try:
+            client.starttls(context=context)
+        except (ssl.SSLError, OSError, ValueError, smtplib.SMTPException) as err:
+            raise _HostFailed(f"Deferred: {host}.: STARTTLS failed: {err}", "4.7.0") from None
+        _hello(client, host)
+    _authenticate(client, host, address, settings)
+
+
+def _reused(cache: ConnectionCache, key: Key) -> smtplib.SMTP | None:
+    """A cached connection to `key` that answers RSET, or None (a dead one is closed)."""
+    client = cache.take(key)
+    if client is None:
+        return None
+    try:
+        code, _ = _command(client, "RSET")
+    except (OSError, smtplib.SMTPException):
+        code = 0
+    if code != 250:
+        quit_and_close(client)
+        return None
+    return client
+
+
+def _keep_or_close(
+    client: smtplib.SMTP, cache: ConnectionCache | None, key: Key, reusable: bool
+) -> None:
+    """After a transaction: into the run's cache if it ended cleanly, else QUIT/close."""
+    if reusable and cache is not None:
+        cache.put(key, client)
+    elif reusable:
+        quit_and_close(client)
+    else:
         try:
             client.close()
         except OSError:
@@ -538,7 +592,7 @@ def _transaction(
     mailer_name: str,
     ret: str | None,
     envid: str | None,
-) -> None:
+) -> bool:
     flags = mailer.flags if mailer is not None else frozenset()
     outgoing = message
     eight_bit = message.has_8bit()
@@ -553,7 +607,7 @@ def _transaction(
                     mailer=mailer_name,
                     relay=relay,
                 )
-            return
+            return False
         outgoing, eight_bit = converted, converted.has_8bit()
     open_indices = state.open_indices()
     size = _message_size(outgoing)
@@ -571,7 +625,7 @@ def _transaction(
                 diagnostic_code=f"smtp; 552 5.3.4 Message is too large; {limit} bytes max",
             )
         _quit(client)
-        return
+        return False
     sender = bare_sender(message.sender)
     mail_cmd = f"MAIL FROM:<{sender}>" + _mail_params(client, size, eight_bit, ret, envid)
     rcpt_cmds = [
@@ -603,7 +657,7 @@ def _transaction(
                 mailer=mailer_name,
             )
         _quit(client)
-        return
+        return False
     accepted: list[int] = []
     for index, (code, text) in zip(open_indices, rcpt_replies, strict=True):
         if code in (250, 251):
@@ -621,7 +675,7 @@ def _transaction(
         # a pipelined DATA that a server wrongly accepted is abandoned by closing
         if data_code != 354:
             _quit(client)
-        return
+        return False
     if not pipelining:
         data_code, data_text = _command(client, "DATA")
     if data_code != 354:
@@ -636,7 +690,7 @@ def _transaction(
                 mailer=mailer_name,
             )
         _quit(client)
-        return
+        return False
     if client.sock is not None:
         client.sock.settimeout(settings.data_timeout)
     try:
@@ -654,7 +708,7 @@ def _transaction(
             relay=relay,
             mailer=mailer_name,
         )
-    _quit(client)
+    return True  # a clean end: the connection may serve the next message
 
 
 def _get_reply(client: smtplib.SMTP) -> tuple[int, str]:

@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from pysendmail.config.model import MailerSpec
+from pysendmail.delivery.connection_cache import ConnectionCache
 from pysendmail.delivery.dsn import bare
 from pysendmail.delivery.file import deliver_file
 from pysendmail.delivery.lmtp import LmtpSettings, LmtpTarget, deliver_lmtp
@@ -143,6 +144,19 @@ class RemoteDeliverer:
     def __init__(self, settings: RemoteSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
         self.mailer = mailer
+        self._run = threading.local()  # this thread's queue run: its open connections
+
+    def begin_run(self) -> None:
+        """A queue run starts: keep connections open for the run's next messages."""
+        self._run.cache = ConnectionCache(
+            self.settings.connection_cache_size, self.settings.connection_cache_timeout
+        )
+
+    def end_run(self) -> None:
+        cache = getattr(self._run, "cache", None)
+        self._run.cache = None
+        if cache is not None:
+            cache.close()
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_SMTP_FLAGS
@@ -179,6 +193,7 @@ class RemoteDeliverer:
                 mailer=self.mailer,
                 ret=ret,
                 envid=queue_file.envid,
+                cache=getattr(self._run, "cache", None),
             )
             for index, result in zip(indexes, sent, strict=True):
                 results[index] = result
