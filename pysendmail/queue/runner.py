@@ -8,6 +8,8 @@ what happened: delivered recipients leave the qf, deferred ones stay (N+1, K=now
 P+RetryFactor, M=the last deferral), permanently failed ones are reported at once; when
 no recipient is left the qf and df are removed. Timeout.queuewarn (default 4h) sends one
 delay DSN (qf flag `w`), Timeout.queuereturn (default 5d) turns what is still deferred
+(both per the message's class: `Timeout.queuereturn.urgent` ..., see queue.timeouts;
+a run skips a message tried less than MinQueueAge ago)
 into failures. DSNs are built by `delivery.dsn` and enqueued here like any message.
 
 The interfaces the other parts fit:
@@ -49,6 +51,7 @@ from pysendmail.queue import qf as qfmod
 from pysendmail.queue.listing import gather
 from pysendmail.queue.qf import QueueFile, QueueRecipient
 from pysendmail.queue.store import LockedMessage, QueueStore
+from pysendmail.queue.timeouts import QueueTimeouts, timeout_class
 from pysendmail.record import field, record
 from pysendmail.record import replace as replace_fields
 
@@ -191,6 +194,9 @@ class QueueRunner:
         hostname: str,
         queuewarn: float = DEFAULT_QUEUEWARN,
         queuereturn: float = DEFAULT_QUEUERETURN,
+        timeouts: QueueTimeouts | None = None,
+        priorities: Mapping[str, int] | None = None,
+        min_queue_age: float = 0.0,
         mail_log: MailLog | None = None,
         verbose: IO[str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -202,6 +208,10 @@ class QueueRunner:
         self.hostname = hostname
         self.queuewarn = queuewarn
         self.queuereturn = queuereturn
+        # per-class timeouts; without them every class gets queuewarn/queuereturn
+        self.timeouts = timeouts or QueueTimeouts.uniform(queuewarn, queuereturn)
+        self.priorities = priorities or {}  # the cf's P lines: Precedence -> value
+        self.min_queue_age = min_queue_age
         self.mail_log = mail_log or MailLog()
         self.verbose = verbose
         self.clock = clock
@@ -259,6 +269,7 @@ class QueueRunner:
             m
             for m in listed
             if not m.completed
+            and not self._too_young(m)
             and selected(
                 filters or [], m.qid, m.sender, [r.address for r in m.recipients if r.address]
             )
@@ -275,6 +286,17 @@ class QueueRunner:
                 continue
             summary.attempted += 1
             summary.outcomes.append(outcome)
+
+    def _too_young(self, listed: Any) -> bool:
+        """MinQueueAge: a message tried less than that long ago waits for a later run
+        (one never tried yet does not wait)."""
+        last = getattr(listed, "last_attempt", 0) or 0
+        return bool(self.min_queue_age and last and self.clock() - last < self.min_queue_age)
+
+    def timeouts_for(self, queue_file: QueueFile) -> tuple[float, float]:
+        """(queuewarn, queuereturn) for this message's class."""
+        kind = timeout_class(queue_file.headers, self.priorities, is_dsn=queue_file.has_flag("r"))
+        return self.timeouts.for_class(kind)
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         """The daemon's -q<interval>: a run, then a wait, until `stop` is set."""
@@ -424,6 +446,7 @@ class QueueRunner:
     ) -> None:
         queue_file = locked.queue_file
         age = now - queue_file.queued_at
+        queuewarn, queuereturn = self.timeouts_for(queue_file)
         keep: list[QueueRecipient] = []
         failed: list[tuple[QueueRecipient, DeliveryResult]] = []
         delayed: list[tuple[QueueRecipient, DeliveryResult]] = []
@@ -439,8 +462,8 @@ class QueueRunner:
             for _, r in bounced:
                 failed.append((rcpt, r))
                 outcome.bounced.append(rcpt.address)
-            if deferred and age >= self.queuereturn:
-                days = int(self.queuereturn // 86400) or 1
+            if deferred and age >= queuereturn:
+                days = int(queuereturn // 86400) or 1
                 for _, r in deferred:
                     expired = DeliveryResult.bounced(
                         rcpt.address,
@@ -470,7 +493,7 @@ class QueueRunner:
             wanted = [(r, res) for r, res in succeeded if wants_report(r.notify, DsnKind.SUCCESS)]
             if wanted:
                 self._send_dsn(DsnKind.SUCCESS, queue_file, original, wanted, now, outcome)
-        if delayed and age >= self.queuewarn and not queue_file.has_flag("w"):
+        if delayed and age >= queuewarn and not queue_file.has_flag("w"):
             wanted = [(r, res) for r, res in delayed if wants_report(r.notify, DsnKind.DELAY)]
             if wanted and self._send_dsn(DsnKind.DELAY, queue_file, original, wanted, now, outcome):
                 queue_file.set_flag("w")
@@ -546,7 +569,8 @@ class QueueRunner:
             pairs = [(r, res) for r, res in pairs if wants_report(r.notify, kind)]
         if not pairs:
             return False
-        reports = [_report(kind, rcpt, result, now, queue_file, self) for rcpt, result in pairs]
+        give_up = self.timeouts_for(queue_file)[1]
+        reports = [_report(kind, rcpt, result, now, queue_file, give_up) for rcpt, result in pairs]
         draft = self.store.open_draft()
         try:
             built = build_dsn(
@@ -588,7 +612,7 @@ def _controlling(delivery: Any) -> str | None:
     return f"{cu.user}:{cu.uid}:{cu.gid}:{getattr(cu, 'address', '')}"
 
 
-def _report(kind, rcpt: QueueRecipient, result: DeliveryResult, now, queue_file, runner):
+def _report(kind, rcpt: QueueRecipient, result: DeliveryResult, now, queue_file, give_up):
     action = {
         DsnKind.FAILURE: "failed",
         DsnKind.DELAY: "delayed",
@@ -608,7 +632,7 @@ def _report(kind, rcpt: QueueRecipient, result: DeliveryResult, now, queue_file,
         original_recipient=rcpt.orcpt,
         remote_mta=result.remote_mta,
         last_attempt=now,
-        will_retry_until=(queue_file.queued_at + runner.queuereturn)
+        will_retry_until=(queue_file.queued_at + give_up)
         if kind is DsnKind.DELAY
         else None,
     )

@@ -37,6 +37,7 @@ from pysendmail.queue.runner import (
     parse_interval,
 )
 from pysendmail.queue.store import QueueStore
+from pysendmail.queue.timeouts import QueueTimeouts
 from pysendmail.routing import FILE_MAILER, PROG_MAILER, Router
 
 DEFAULT_QUEUE_DIR = "/var/spool/mqueue"
@@ -173,6 +174,9 @@ def runner_for_config(
         hostname=config.hostname,
         queuewarn=parse_interval(config.option("Timeout.queuewarn"), DEFAULT_QUEUEWARN),
         queuereturn=parse_interval(config.option("Timeout.queuereturn"), DEFAULT_QUEUERETURN),
+        timeouts=QueueTimeouts.from_options(config.options),
+        priorities=config.priorities,
+        min_queue_age=parse_interval(config.option("MinQueueAge"), 0.0),
         mail_log=mail_log,
         verbose=verbose,
     )
