@@ -24,7 +24,10 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
 
     config = runtime.load_config(inv)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
-    text, status = listing.list_queue(queue_dir, verbose=inv.verbose)
+    if inv.json_listing:
+        text, status = listing.list_queue_json(queue_dir)
+    else:
+        text, status = listing.list_queue(queue_dir, verbose=inv.verbose)
     out.write(text)
     return status
 

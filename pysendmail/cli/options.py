@@ -117,6 +117,7 @@ class Invocation:
     traffic_log: str | None = None  # -X
     recipients: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # usrerr lines: exit 64 after reading
+    json_listing: bool = False  # --json (our extension) with -bp / mailq
 
     @property
     def verbose(self) -> bool:
@@ -401,8 +402,22 @@ def parse_args(argv: list[str], environ: dict[str, str] | None = None) -> Invoca
     inv.mode = PERSONALITIES.get(os.path.basename(program), MODE_DELIVER)
     env = os.environ if environ is None else environ
     inv.full_name = env.get("NAME")
-    found, operands = _getopt(program, _prepass(program, argv[1:]))
+    args = argv[1:]
+    inv.json_listing, args = _take_json_flag(args)
+    found, operands = _getopt(program, _prepass(program, args))
     for letter, value in found:
         _apply(inv, letter, value)
     inv.recipients = operands
+    if inv.json_listing and inv.mode != MODE_PRINT_QUEUE:
+        raise ArgumentError(f"{program}: --json goes only with -bp (mailq)")
     return inv
+
+
+def _take_json_flag(args: list[str]) -> tuple[bool, list[str]]:
+    """`--json` among the options (before the first operand or `--`), taken out."""
+    for index, arg in enumerate(args):
+        if arg == "--json":
+            return True, args[:index] + args[index + 1 :]
+        if arg == "--" or not arg.startswith("-"):
+            break
+    return False, args
