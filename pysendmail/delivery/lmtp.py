@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.lmtp_protocol import LmtpClient
@@ -42,11 +41,12 @@ from pysendmail.delivery.remote import parse_destination, reply_result, smtp_dat
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
 from pysendmail.envelope import ControllingUser
+from pysendmail.record import field, record
 
 DEFAULT_LMTP_TIMEOUT = 300.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LmtpTarget:
     """One recipient: the address to report, `$u` for RCPT TO, `$h`, and who controls
     it (the identity a P=/path mailer without F=S or U= runs as)."""
@@ -57,7 +57,7 @@ class LmtpTarget:
     controlling_user: ControllingUser | RunIdentity | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LmtpSettings:
     lhlo_name: str  # $j
     program: ProgramSettings = field(default_factory=ProgramSettings)

@@ -632,7 +632,5 @@ def _report(kind, rcpt: QueueRecipient, result: DeliveryResult, now, queue_file,
         original_recipient=rcpt.orcpt,
         remote_mta=result.remote_mta,
         last_attempt=now,
-        will_retry_until=(queue_file.queued_at + give_up)
-        if kind is DsnKind.DELAY
-        else None,
+        will_retry_until=(queue_file.queued_at + give_up) if kind is DsnKind.DELAY else None,
     )

@@ -12,9 +12,9 @@ Pure functions of the configuration and the queued message.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pysendmail.config.options import defaults
+from pysendmail.record import record
 
 CLASSES = ("normal", "urgent", "non-urgent", "dsn")
 _DEFAULTS = defaults()
@@ -26,7 +26,7 @@ def _seconds(value: object, fallback: float) -> float:
     return fallback
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class QueueTimeouts:
     warn: Mapping[str, float]  # class -> seconds before a delay DSN
     give_up: Mapping[str, float]  # class -> seconds before the bounce

@@ -6,7 +6,6 @@ on 127.0.0.1) counts the connections."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pysendmail.headers import Header
 from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.queue.runner import QueueRunner
 from pysendmail.queue.store import QueueStore
+from pysendmail.record import replace
 
 
 class CountingSink:
@@ -82,7 +82,7 @@ def _runner(tmp_path, port: int, **cache: float) -> tuple[QueueStore, QueueRunne
         command_timeout=10,
         data_timeout=10,
     )
-    settings = dataclasses.replace(settings, **cache)
+    settings = replace(settings, **cache)
     runner = QueueRunner(
         store,
         route=lambda rcpt, msg: [Routed("esmtp", "[127.0.0.1]", rcpt.bare_address)],

@@ -136,5 +136,5 @@ def test_min_queue_age_skips_messages_tried_recently(tmp_path):
     assert busy.tried == [first, second]  # the first was tried 5 minutes ago
     clock["now"] = T0 + 21 * 60  # 21 and 16 minutes after their last tries
     runner.run()
-    assert busy.tried == [first, second, first, second]
+    assert sorted(busy.tried[2:]) == sorted([first, second])  # same priority: any order
     assert store.read(first).attempts == 2
