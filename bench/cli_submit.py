@@ -1,32 +1,46 @@
-"""Wall time of `sendmail -t -i < message`, queue only, beside a bare interpreter.
+"""Wall and CPU time of `sendmail -t -i < message`, queue only, beside a bare interpreter
+and, where it can be run, the real sendmail 8.17 on the same configuration.
 
-Runs each command RUNS times in a row (default 200) and prints the median, mean and 95th
-percentile in milliseconds:
+Runs each command RUNS times in a row (default 200) and prints the median, minimum and
+95th percentile of the wall time, and the CPU time (user + system) per run:
 
   python3 -c pass                        the floor: starting the interpreter
   pysendmail -t -i -odq < message        a whole submission into a private queue
-  /usr/sbin/sendmail -t -i -odq          the real sendmail, when it is installed and is
-                                         not pysendmail itself
+  pysendmail -t -i -odd < message        the same, lookups deferred to the queue run
+  sendmail 8.17 -t -i -odq < message     the real one, on the same cf and queue options
 
-    python bench/cli_submit.py [--runs N] [--cf FILE]
+    python bench/cli_submit.py [--runs N] [--cf FILE] [--real-sendmail PATH]
+                               [--instructions]
 
-The submission uses the configuration given with --cf (default: the system's, else the
-embedded default) and a queue directory made for the run, removed afterwards. The
-queue files are checked after the runs: one qf/df pair per run, or the figure is not
-printed.
+Both programs read the same cf: --cf, else pysendmail's embedded default.cf (a
+sendmail.cf made by sendmail's own m4 macros, with no database maps, so the real
+sendmail reads it as it is). The real sendmail is found at --real-sendmail, in
+$PYSENDMAIL_REAL_SENDMAIL, at Debian's /usr/lib/sm.bin/sendmail, or unpacked from
+Debian's sendmail-bin package where the queue tests left it
+(/tmp/pysendmail-sendmail-bin). It runs as root in its own network and UTS namespaces
+(`unshare -n -u`): no packet leaves and its host name is set there only; every command
+of that run then goes through the same wrapper so that the figures compare.
+
+The package is byte-compiled first (as `pip install` does), so that a machine with
+PYTHONDONTWRITEBYTECODE set measures what an installed pysendmail costs. With
+--instructions, valgrind (when installed) also counts the instructions of one run of
+each Python command: a figure that does not move with the machine's load.
+
+The queue is checked after each series: one qf/df pair per run, or no figure is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 MESSAGE = (
@@ -41,12 +55,18 @@ ENTRY = (
     "import sys; from pysendmail.cli.main import main; sys.exit(main(['sendmail', *sys.argv[1:]]))"
 )
 
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CF = REPO / "pysendmail" / "config" / "default.cf"
+UNPACKED = (
+    Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin/root/usr/libexec/sendmail/sendmail"
+)
+NAMESPACE = ["unshare", "-n", "-u", "sh", "-c", 'hostname bench.example.com && exec "$@"', "sh"]
 
-CPU: dict[str, float] = {}
 
+def timed(argv: list[str], runs: int, stdin: bytes, env: dict) -> tuple[list[float], float]:
+    """Wall times in ms of each run, and the children's CPU time (user + system) per run."""
+    import time
 
-def timed(argv: list[str], runs: int, stdin: bytes = b"", env: dict | None = None) -> list[float]:
-    """Wall times in ms; the children's CPU time (user + system) per run goes to CPU."""
     times = []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
@@ -59,64 +79,121 @@ def timed(argv: list[str], runs: int, stdin: bytes = b"", env: dict | None = Non
             )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    CPU["last"] = used * 1000 / runs
-    return times
+    return times, used * 1000 / runs
 
 
-def report(label: str, times: list[float]) -> None:
+def report(label: str, times: list[float], cpu: float) -> None:
     times = sorted(times)
-    p95 = times[int(len(times) * 0.95) - 1]
+    p95 = times[max(0, int(len(times) * 0.95) - 1)]
     print(
-        f"{label:<36} wall median {statistics.median(times):6.1f} ms  "
-        f"min {times[0]:6.1f}  p95 {p95:6.1f}  CPU {CPU['last']:5.1f} ms/run"
+        f"{label:<40} wall median {statistics.median(times):6.1f} ms  "
+        f"min {times[0]:6.1f}  p95 {p95:6.1f}  CPU {cpu:5.1f} ms/run"
     )
 
 
-def real_sendmail() -> str | None:
-    path = shutil.which("sendmail", path="/usr/sbin:/usr/lib:/usr/bin")
-    if path is None:
-        return None
-    try:
-        head = Path(os.path.realpath(path)).read_bytes()[:4]
-    except OSError:
-        return None
-    return path if head == b"\x7fELF" else None
+def instructions(argv: list[str], stdin: bytes, env: dict) -> str:
+    """Instructions executed by one run (valgrind's callgrind), in millions."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        input=stdin,
+        capture_output=True,
+        env=env,
+    )
+    found = re.search(rb"Collected : (\d+)", result.stderr)
+    return f"{int(found.group(1)) / 1e6:.1f} M" if found else "?"
+
+
+def find_real_sendmail(given: str | None) -> Path | None:
+    for candidate in (
+        given,
+        os.environ.get("PYSENDMAIL_REAL_SENDMAIL"),
+        "/usr/lib/sm.bin/sendmail",
+        "/usr/libexec/sendmail/sendmail",
+        str(UNPACKED),
+    ):
+        if (
+            candidate
+            and os.access(candidate, os.X_OK)
+            and Path(os.path.realpath(candidate)).read_bytes()[:4] == b"\x7fELF"
+        ):
+            return Path(candidate)
+    return None
+
+
+def namespaces_work() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run([*NAMESPACE, "true"], capture_output=True).returncode == 0
+
+
+def fresh(queue: Path) -> None:
+    shutil.rmtree(queue, ignore_errors=True)
+    queue.mkdir(mode=0o700)
+
+
+def check_queue(queue: Path, runs: int) -> None:
+    written = sorted(p.name[:2] for p in queue.iterdir())
+    if written != ["df"] * runs + ["qf"] * runs:
+        sys.exit(f"expected {runs} qf/df pairs in {queue}, found {len(written)} files")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--cf", default=None)
+    parser.add_argument("--cf", default=str(DEFAULT_CF))
+    parser.add_argument("--real-sendmail", default=None)
+    parser.add_argument("--instructions", action="store_true")
     args = parser.parse_args()
 
-    repo = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    work = Path(tempfile.mkdtemp(prefix="pysendmail-bench-"))
+    compileall.compile_dir(REPO / "pysendmail", quiet=1)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    real = find_real_sendmail(args.real_sendmail)
+    wrapper = NAMESPACE if real is not None and namespaces_work() else []
+    if real is not None and not wrapper:
+        print(f"{real} found, but it runs here only as root with unshare(1): not measured")
+        real = None
+    # sendmail refuses a queue or cf below a world-writable directory such as /tmp.
+    work = Path(tempfile.mkdtemp(prefix="pysendmail-bench-", dir=Path.home() if real else None))
     try:
+        work.chmod(0o755)
         queue = work / "mqueue"
-        queue.mkdir(mode=0o700)
-        flags = ["-O", f"QueueDirectory={queue}", "-odq", "-t", "-i"]
-        if args.cf:
-            flags = ["-C", args.cf, *flags]
-        print(f"{args.runs} runs each; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
-        report("python3 -c pass", timed([sys.executable, "-c", "pass"], args.runs))
+        cf = work / "sendmail.cf"
+        shutil.copyfile(args.cf, cf)
+        options = ["-C", str(cf), "-O", f"QueueDirectory={queue}"]
+        options += ["-O", f"AliasFile={work / 'aliases'}", "-O", f"HostStatusDirectory={work}"]
+        (work / "aliases").write_text("postmaster: root\n")
+        print(
+            f"{args.runs} runs each; {os.cpu_count()} cores; Python {sys.version.split()[0]}; "
+            f"cf {args.cf}" + ("; every command in unshare -n -u" if wrapper else "")
+        )
+        bare = [*wrapper, sys.executable, "-c", "pass"]
+        report("python3 -c pass", *timed(bare, args.runs, b"", env))
+        fresh(queue)
         # One run first so that the configuration cache is warm, as on a live system.
-        timed([sys.executable, "-c", ENTRY, *flags], 1, MESSAGE, env)
+        warm = [sys.executable, "-c", ENTRY, *options, "-odq", "-t", "-i"]
+        timed([*wrapper, *warm], 1, MESSAGE, env)
         for mode in ("-odq", "-odd"):
-            shutil.rmtree(queue)
-            queue.mkdir(mode=0o700)
-            argv = [sys.executable, "-c", ENTRY, *[mode if f == "-odq" else f for f in flags]]
-            report(f"pysendmail -t -i {mode} < message", timed(argv, args.runs, MESSAGE, env))
-            written = sorted(p.name[:2] for p in queue.iterdir())
-            if written != ["df"] * args.runs + ["qf"] * args.runs:
-                sys.exit(f"expected {args.runs} qf/df pairs in {queue}, found {len(written)}")
-        real = real_sendmail()
-        if real:
-            shutil.rmtree(queue)
-            queue.mkdir(mode=0o700)
-            report(f"{real} -t -i -odq < message", timed([real, *flags], args.runs, MESSAGE))
+            fresh(queue)
+            argv = [*wrapper, sys.executable, "-c", ENTRY, *options, mode, "-t", "-i"]
+            report(f"pysendmail -t -i {mode} < message", *timed(argv, args.runs, MESSAGE, env))
+            check_queue(queue, args.runs)
+        if real is not None:
+            fresh(queue)
+            argv = [*wrapper, str(real), *options, "-odq", "-t", "-i"]
+            report("sendmail 8.17 -t -i -odq < message", *timed(argv, args.runs, MESSAGE, env))
+            check_queue(queue, args.runs)
         else:
-            print("the real sendmail is not installed here: no figure for it")
+            print("the real sendmail was not found: no figure for it")
+        if args.instructions and shutil.which("valgrind"):
+            fresh(queue)
+            timed(warm, 1, MESSAGE, env)  # the cache of the host name outside the namespace
+            fresh(queue)
+            python = [sys.executable, "-c"]
+            print("instructions, one run each (valgrind):")
+            print(f"  python3 -c pass                 {instructions([*python, 'pass'], b'', env)}")
+            submit = [*python, ENTRY, *options, "-odq", "-t", "-i"]
+            print(f"  pysendmail -t -i -odq           {instructions(submit, MESSAGE, env)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

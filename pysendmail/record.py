@@ -19,9 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform
 
-T = TypeVar("T")
+# typing is not imported at run time: it is a sixth of `sendmail -t -i`'s start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_kwargs: object) -> Callable[[T], T]:
+        return lambda decorated: decorated
 
 
 class _Missing:

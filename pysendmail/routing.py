@@ -35,7 +35,6 @@ import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
 from pysendmail.config.aliases import (
@@ -61,6 +60,7 @@ from pysendmail.errors import (
 from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
 
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
     from pysendmail.rules.routes import RulesForRouting
 
@@ -140,8 +140,11 @@ class LocalUser:
     home: str
 
 
-class MapLike(Protocol):
-    def lookup(self, key: str) -> str | None: ...
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class MapLike(Protocol):
+        def lookup(self, key: str) -> str | None: ...
 
 
 UserLookup = Callable[[str], "LocalUser | None"]

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TextIO
 
 from pysendmail.cli import options as cli_options
 from pysendmail.errors import ConfigError
 from pysendmail.sysexits import ExitCode
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # Which part runs each mode, for the message when that part is missing.
 _MODE_NAMES = {

@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, BinaryIO, TextIO
 
 from pysendmail import SENDMAIL_VERSION, address, stamp
 from pysendmail.cli.collect import Collected, collect
@@ -29,6 +28,10 @@ from pysendmail.headers import RECIPIENT_HEADERS, RESENT_RECIPIENT_HEADERS, Head
 from pysendmail.queue.qf import initial_priority
 from pysendmail.record import field, record
 from pysendmail.sysexits import ExitCode
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TextIO
 
 NO_RECIPIENTS = "Recipient names must be specified"
 NO_HEADER_RECIPIENTS = "No recipient addresses found in header"

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pysendmail.errors import ConfigError, Diagnostic, Location
 from pysendmail.record import record
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 
 if TYPE_CHECKING:
     from lark import Lark

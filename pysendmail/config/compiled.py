@@ -25,15 +25,15 @@ meaningless here and accepted).
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
 from pysendmail.errors import ConfigError, TempFailure
 from pysendmail.record import field, record
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -108,6 +108,8 @@ def write_compiled(
     there, `replace` decides whether the new value wins or the first one stays.
     """
     dest = Path(dest)
+    import tempfile  # only writing a map pays for it
+
     fd, temp_name = tempfile.mkstemp(prefix=".pysm-", dir=dest.parent or ".")
     os.close(fd)
     count = ignored = 0

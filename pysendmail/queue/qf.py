@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import re
 import threading
 import time
@@ -72,7 +71,7 @@ class QueueIdGenerator:
     def __init__(self, pid: int | None = None) -> None:
         self._pid = pid
         self._lock = threading.Lock()
-        self._counter = itertools.count(random.randrange(3600))
+        self._counter = itertools.count(int.from_bytes(os.urandom(2), "big") % 3600)
 
     def next_id(self, now: float | None = None) -> str:
         tm = time.gmtime(time.time() if now is None else now)

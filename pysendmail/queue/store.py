@@ -50,7 +50,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pysendmail.envelope import Envelope
 from pysendmail.errors import QueueError
@@ -59,6 +58,8 @@ from pysendmail.queue import qf as qfmod
 from pysendmail.queue.qf import QueueFile, QueueFileCorrupt, QueueIdGenerator
 from pysendmail.record import record
 from pysendmail.record import replace as replace_fields
+
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 
 if TYPE_CHECKING:
     import logging
