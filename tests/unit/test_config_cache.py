@@ -14,6 +14,8 @@ from pysendmail.config.cache import load_config
 from pysendmail.config.model import Overrides
 from tests.conftest import subprocess_env
 
+DEFAULT_CF = Path(cache.__file__).with_name("default.cf")
+
 HOST = "mail.example.com"
 
 
@@ -165,3 +167,51 @@ def test_the_cache_keeps_only_the_newest_entries(
     assert load_config(office / "office.cf", last, hostname=HOST).option("MaxHopCount") == 34
     first = Overrides(options={"MaxHopCount": "30"})
     assert load_config(office / "office.cf", first, hostname=HOST).option("MaxHopCount") == 30
+
+
+# What a submission must not load: the grammar, the command-line framework, the resolver,
+# and the standard library's costliest modules (bench/README.md, "sendmail -t -i").
+HEAVY_FOR_SUBMISSION = (
+    "lark",
+    "click",
+    "dns",
+    "typing",
+    "tempfile",
+    "random",
+    "logging",
+    "email",
+    "inspect",
+    "dataclasses",
+    "pysendmail.config.translate",
+)
+
+
+def test_a_submission_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
+    """On a cf whose routing rules are stock (the embedded default's), aliases compiled
+    (the compiled form is SQLite: sqlite3 is the one costly module a submission needs)."""
+    queue = tmp_path / "mqueue"
+    queue.mkdir(mode=0o700)
+    (tmp_path / "aliases").write_text("postmaster: root\nteam: root, postmaster\n")
+    show = "import sys; print(' '.join(sorted(sys.modules)))"
+    submit = (
+        "import sys, atexit; "
+        "atexit.register(lambda: print(' '.join(sorted(sys.modules)))); "
+        "from pysendmail.cli.main import main; sys.exit(main(['sendmail', *sys.argv[1:]]))"
+    )
+    env = subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    options = ["-C", str(DEFAULT_CF), "-O", f"QueueDirectory={queue}"]
+    options += ["-O", f"AliasFile={tmp_path / 'aliases'}"]
+    newaliases = [sys.executable, "-c", submit, *options, "-bi"]
+    assert subprocess.run(newaliases, env=env, capture_output=True).returncode == 0
+    message = b"From: alice@example.com\nTo: team, bob@example.org\nSubject: s\n\nbody\n"
+    argv = [sys.executable, "-c", submit, *options, "-odq", "-t", "-i"]
+    for _ in range(2):  # the first submission translates the cf for these options
+        run = subprocess.run(argv, input=message, env=env, capture_output=True)
+        assert run.returncode == 0, run.stderr
+    bare = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True)
+    loaded = set(run.stdout.decode().split()) - set(bare.stdout.split())
+    assert len(list(queue.glob("qf*"))) == 2
+    assert "pysendmail.queue.store" in loaded
+    heavy = {name for name in loaded if name.split(".")[0] in HEAVY_FOR_SUBMISSION}
+    heavy |= {name for name in loaded if name in HEAVY_FOR_SUBMISSION}
+    assert heavy == set()
