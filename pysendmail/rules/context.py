@@ -351,18 +351,22 @@ def _default_map_opener(spec: MapSpec) -> Callable[[str], str | None] | None:
 
 
 def _default_alias_lookup(paths: Sequence[str]) -> AliasLookup | None:
-    try:
-        from pysendmail.config import aliases as alias_source
-    except ImportError:  # pragma: no cover
-        return None
-    tables = []
-    for path in paths:
-        try:
-            tables.append(alias_source.read_aliases(path))
-        except Exception:
-            continue
+    """Alias lookups over `paths`, read on the first lookup: routing by the rules builds a
+    world for every submission and never asks it (routing.py expands aliases itself)."""
+    tables: list = []
+    loaded = False
 
     def lookup(name: str) -> str | None:
+        nonlocal loaded
+        if not loaded:
+            from pysendmail.config import aliases as alias_source
+
+            for path in paths:
+                try:
+                    tables.append(alias_source.read_aliases(path))
+                except Exception:
+                    continue
+            loaded = True
         for table in tables:
             entry = table.entries.get(name)
             if entry is not None:
