@@ -15,6 +15,8 @@ next open, with the mailbox locks held as always:
 
 Every reused entry's `From ` line is compared with the mbox before it is trusted. A
 message's UIDL is the one its first scan gave, so UIDLs do not depend on the index.
+After a commit (deletions by QUIT), the index of the rewritten file is saved at once,
+its entries moved up, so the rewrite costs no scan either.
 The index file is a cache: losing it, or failing to write it, costs one full scan.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import array
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 from pysendmail.maildrop import (
@@ -62,6 +65,38 @@ class IndexedMbox(MboxMaildrop):
             _save(self.index_file, opened, entries, refs)
         return entries, refs
 
+    def commit(self, deleted: Collection[int]) -> None:
+        """Commit as an mbox does, then save the index of the new file: the kept messages
+        moved up, so that the next session need not read the rewritten mbox again."""
+        super().commit(deleted)
+        doomed = {number for number in deleted if 1 <= number <= len(self.messages)}
+        if not doomed:
+            return
+        entries: list[_MboxEntry] = []
+        refs: list[MessageRef] = []
+        end = 0
+        for number, (entry, ref) in enumerate(zip(self._entries, self.messages, strict=True), 1):
+            if number in doomed:
+                continue
+            shift = end - entry.offset
+            moved = _MboxEntry(
+                end,
+                entry.body_start + shift,
+                entry.body_end + shift,
+                entry.segment_end + shift,
+                entry.from_line,
+            )
+            entries.append(moved)
+            refs.append(MessageRef(len(refs) + 1, ref.size, ref.wire_size, ref.uid, str(end)))
+            end = moved.segment_end
+        try:
+            rewritten = os.stat(self.path)
+        except OSError:
+            return
+        # Mail appended during the session (or since) lies past `end`: the next open sees
+        # the file grown past the index, checks these entries and reads only that part.
+        _save(self.index_file, rewritten, entries, refs, indexed_size=end)
+
     def _reusable(
         self, saved: _Saved | None, opened: os.stat_result
     ) -> tuple[list[_MboxEntry], list[MessageRef]]:
@@ -99,8 +134,8 @@ class _Saved:
 _FIELDS = 5
 
 
-def _key(st: os.stat_result) -> bytes:
-    return b"%d %d %d %d" % (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+def _key(st: os.stat_result, size: int) -> bytes:
+    return b"%d %d %d %d" % (st.st_dev, st.st_ino, size, st.st_mtime_ns)
 
 
 def _load(path: Path, opened: os.stat_result) -> _Saved | None:
@@ -167,9 +202,14 @@ def _parse(data: bytes, opened: os.stat_result) -> _Saved | None:
 
 
 def _save(
-    path: Path, opened: os.stat_result, entries: list[_MboxEntry], refs: list[MessageRef]
+    path: Path,
+    opened: os.stat_result,
+    entries: list[_MboxEntry],
+    refs: list[MessageRef],
+    indexed_size: int | None = None,
 ) -> None:
-    """Write the index beside the mbox (a temporary file renamed over the old one)."""
+    """Write the index beside the mbox (a temporary file renamed over the old one).
+    `indexed_size`: where the entries end, when the file goes on past them."""
     numbers = array.array("q")
     for entry, ref in zip(entries, refs, strict=True):
         numbers.extend(
@@ -177,7 +217,8 @@ def _save(
         )
     texts = [ref.uid.encode("ascii") for ref in refs]
     texts += [entry.from_line.removesuffix(b"\n") for entry in entries]
-    data = b"%s %s %d\n" % (_MAGIC, _key(opened), len(entries))
+    size = opened.st_size if indexed_size is None else indexed_size
+    data = b"%s %s %d\n" % (_MAGIC, _key(opened, size), len(entries))
     data += numbers.tobytes() + b"".join(text + b"\n" for text in texts)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:

@@ -136,3 +136,32 @@ def test_an_index_that_cannot_be_written_costs_only_a_scan(tmp_path, scans):
     assert indexed(box) == full_scan(box)
     assert indexed(box) == full_scan(box)
     assert scans == [0, 0]
+
+
+def test_a_commit_saves_the_index_of_the_rewritten_mbox(tmp_path, scans):
+    box = tmp_path / "alice"
+    for number in range(4):
+        deliver(box, [f"message {number}"])
+    with IndexedMbox(box) as drop:
+        drop.commit([1, 3])
+    assert scans == [0]
+    assert indexed(box) == full_scan(box)
+    assert scans == [0]  # the rewritten mbox was not read again
+    assert [row[4] for row in indexed(box)] == [
+        b"Subject: t\n\nmessage 1\n",
+        b"Subject: t\n\nmessage 3\n",
+    ]
+
+
+def test_mail_appended_during_the_session_is_read_after_the_commit(tmp_path, scans):
+    box = tmp_path / "alice"
+    for number in range(3):
+        deliver(box, [f"message {number}"])
+    with IndexedMbox(box) as drop:
+        deliver(box, ["arrived during the session"])
+        drop.commit([2])
+    with MboxMaildrop(box) as plain:
+        last_kept = int(plain.messages[1].location)
+    assert indexed(box) == full_scan(box)
+    assert scans == [0, last_kept]
+    assert indexed(box)[-1][4].endswith(b"arrived during the session\n")
