@@ -58,6 +58,7 @@ from pysendmail.errors import (
     UserUnknown,
 )
 from pysendmail.record import field, record
+from pysendmail.rules.tablesyntax import needs_rules
 from pysendmail.sysexits import ExitCode
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
@@ -406,6 +407,9 @@ class Router:
         output), and on a stock cf the addresses whose tokens the tables do not take
         apart (blanks, nested <>, route and list syntax), are routed by the cf's own
         rulesets 3 and 0 through the rules engine (rules/routes.py)."""
+        decided = self.config.routing_rules
+        if decided == "tables" or (decided == "stock" and not needs_rules(address)):
+            return self._resolve(address, 0)  # without importing the engine: start-up time
         if self._rules is None:
             from pysendmail.rules.routes import RulesForRouting
 

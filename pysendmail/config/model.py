@@ -190,6 +190,11 @@ class Config:
     mailbox_dir: str = "/var/mail"  # where local mbox deliveries go (`state_dir/mail` if not root)
     startup_note: str | None = None  # what the daemon says at start-up about the embedded default
     source_files: tuple[str, ...] = ()  # every file read to build this (the cache checks them)
+    # Who routes addresses, decided once at translate time (rules/stock.py): "stock" (the
+    # tables, and the rules only for addresses the tables cannot read), "cf" (the cf's own
+    # rulesets 3 and 0 route every address), "tables" (no ruleset 0), "" (not decided:
+    # a Config made without translate(); the router decides when it first routes).
+    routing_rules: str = ""
 
     def option(self, name: str, default: object = None) -> object:
         return self.options.get(name, default)

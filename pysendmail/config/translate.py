@@ -135,6 +135,16 @@ def split_hostname(fqdn: str) -> tuple[str, str]:
     return short, domain
 
 
+def _routing_rules(cf: CfFile) -> str:
+    """Config.routing_rules: whether the cf's routing rulesets are the stock m4 output."""
+    from pysendmail.rules.stock import ROUTING_RULESETS, StockReport
+
+    report = StockReport(cf.rulesets)
+    if not report.has_rules("0"):
+        return "tables"
+    return "cf" if any(report.runs_rules(entry) for entry in ROUTING_RULESETS) else "stock"
+
+
 def translate(
     cf_path: str | os.PathLike[str] | None,
     overrides: Overrides | None = None,
@@ -217,6 +227,7 @@ class _Translator:
             mailbox_dir=str(state_dir / "mail") if state_dir else "/var/mail",
             startup_note=self.environment.note() if self.environment else None,
             source_files=tuple(self.source_files),
+            routing_rules=_routing_rules(cf),
         )
 
     def check_version(self) -> None:

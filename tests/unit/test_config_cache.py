@@ -183,6 +183,8 @@ HEAVY_FOR_SUBMISSION = (
     "inspect",
     "dataclasses",
     "pysendmail.config.translate",
+    "pysendmail.rules.engine",
+    "pysendmail.rules.routes",
 )
 
 

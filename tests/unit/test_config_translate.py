@@ -42,6 +42,33 @@ def test_fixture_cfs_translate_without_diagnostics(configs: Path, name: str) -> 
     assert config.cf_path == str(configs / name)
 
 
+@pytest.mark.parametrize(
+    ("name", "routing"),
+    [
+        ("office/office.cf", "cf"),  # LOCAL_RULE_3 rewrites old.example.com
+        ("office/office_smarthost.cf", "cf"),
+        ("nullclient/nullclient.cf", "stock"),
+        ("debian/debian.cf", "stock"),
+    ],
+)
+def test_translate_decides_who_routes(configs: Path, name: str, routing: str) -> None:
+    assert translate(configs / name, hostname=HOST).routing_rules == routing
+
+
+def test_a_cf_without_ruleset_0_routes_by_the_tables(tmp_path: Path) -> None:
+    cf = tmp_path / "bare.cf"
+    cf.write_text("V10/Berkeley\nDjmail.example.com\n")
+    assert translate(cf).routing_rules == "tables"
+
+
+def test_hand_written_routing_rules_are_run(configs: Path, tmp_path: Path) -> None:
+    text = (configs / "debian/debian.cf").read_text()
+    cf = tmp_path / "local.cf"
+    assert "\nSParse0\n" in text
+    cf.write_text(text.replace("\nSParse0\n", "\nSParse0\nR$* <@ legacy > $*\t$#local $: $1\n"))
+    assert translate(cf, hostname=HOST).routing_rules == "cf"
+
+
 def test_office_local_names_relay_domains_and_masquerading(configs: Path) -> None:
     config = translate(configs / "office/office.cf", hostname=HOST)
     assert config.hostname == HOST
