@@ -91,6 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--starts", type=int, default=40)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of the start-up runs, e.g. a clean venv's (python3 -m venv DIR)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cf = materialise(Path(tmp))
@@ -108,9 +113,9 @@ def main() -> None:
             f"load_config({str(cf)!r}, hostname='mail.example.com')"
         )
         subprocess.run([sys.executable, "-c", load], env=env, check=True)  # fills the cache
-        bare = start_times([sys.executable, "-c", "pass"], args.starts, env)
-        model = start_times([sys.executable, "-c", MODEL_ONLY], args.starts, env)
-        cached = start_times([sys.executable, "-c", load], args.starts, env)
+        bare = start_times([args.python, "-c", "pass"], args.starts, env)
+        model = start_times([args.python, "-c", MODEL_ONLY], args.starts, env)
+        cached = start_times([args.python, "-c", load], args.starts, env)
         for kind, index in (("wall", 0), ("CPU", 1)):
             runs_by_label = (
                 ("python3 -c pass", bare),
