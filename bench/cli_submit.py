@@ -10,7 +10,7 @@ Runs each command RUNS times in a row (default 200) and prints the median, minim
   sendmail 8.17 -t -i -odq < message     the real one, on the same cf and queue options
 
     python bench/cli_submit.py [--runs N] [--cf FILE] [--real-sendmail PATH]
-                               [--instructions]
+                               [--instructions] [--python INTERPRETER]
 
 Both programs read the same cf: --cf, else pysendmail's embedded default.cf (a
 sendmail.cf made by sendmail's own m4 macros, with no database maps, so the real
@@ -25,6 +25,9 @@ The package is byte-compiled first (as `pip install` does), so that a machine wi
 PYTHONDONTWRITEBYTECODE set measures what an installed pysendmail costs. With
 --instructions, valgrind (when installed) also counts the instructions of one run of
 each Python command: a figure that does not move with the machine's load.
+
+--python runs the measured commands with another interpreter, such as a clean venv's
+(the warm-up run that translates the cf uses this one, which has lark).
 
 The queue is checked after each series: one qf/df pair per run, or no figure is printed.
 """
@@ -143,6 +146,11 @@ def main() -> None:
     parser.add_argument("--cf", default=str(DEFAULT_CF))
     parser.add_argument("--real-sendmail", default=None)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of the measured runs, e.g. a clean venv's (python3 -m venv DIR)",
+    )
     args = parser.parse_args()
 
     compileall.compile_dir(REPO / "pysendmail", quiet=1)
@@ -167,15 +175,15 @@ def main() -> None:
             f"{args.runs} runs each; {os.cpu_count()} cores; Python {sys.version.split()[0]}; "
             f"cf {args.cf}" + ("; every command in unshare -n -u" if wrapper else "")
         )
-        bare = [*wrapper, sys.executable, "-c", "pass"]
+        bare = [*wrapper, args.python, "-c", "pass"]
         report("python3 -c pass", *timed(bare, args.runs, b"", env))
-        fresh(queue)
-        # One run first so that the configuration cache is warm, as on a live system.
-        warm = [sys.executable, "-c", ENTRY, *options, "-odq", "-t", "-i"]
-        timed([*wrapper, *warm], 1, MESSAGE, env)
         for mode in ("-odq", "-odd"):
             fresh(queue)
-            argv = [*wrapper, sys.executable, "-c", ENTRY, *options, mode, "-t", "-i"]
+            # One run first so that the configuration cache is warm, as on a live system.
+            warm = [sys.executable, "-c", ENTRY, *options, mode, "-t", "-i"]
+            timed([*wrapper, *warm], 1, MESSAGE, env)
+            fresh(queue)
+            argv = [*wrapper, args.python, "-c", ENTRY, *options, mode, "-t", "-i"]
             report(f"pysendmail -t -i {mode} < message", *timed(argv, args.runs, MESSAGE, env))
             check_queue(queue, args.runs)
         if real is not None:
@@ -187,9 +195,10 @@ def main() -> None:
             print("the real sendmail was not found: no figure for it")
         if args.instructions and shutil.which("valgrind"):
             fresh(queue)
-            timed(warm, 1, MESSAGE, env)  # the cache of the host name outside the namespace
+            # the cache for the host name outside the namespace
+            timed([sys.executable, "-c", ENTRY, *options, "-odq", "-t", "-i"], 1, MESSAGE, env)
             fresh(queue)
-            python = [sys.executable, "-c"]
+            python = [args.python, "-c"]
             print("instructions, one run each (valgrind):")
             print(f"  python3 -c pass                 {instructions([*python, 'pass'], b'', env)}")
             submit = [*python, ENTRY, *options, "-odq", "-t", "-i"]
