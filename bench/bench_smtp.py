@@ -12,8 +12,12 @@ client is not the bottleneck. The daemon runs in its own process with the fixtur
 cf (queue in a temporary directory on the same disk, SuperSafe on); its resident memory is
 also read with 1,000 idle sessions open.
 
-To compare with sendmail, run it on another loopback port (queue-only: `-odq`, and
-`Listen=1024` in its DaemonPortOptions, high QueueLA/RefuseLA) and pass --target.
+    python bench/bench_smtp.py --sendmail           # the real sendmail 8.17 in the same run
+
+With --sendmail (root, unshare(1)) the whole benchmark runs in a private network
+namespace and every scenario is run against pysendmail and then against Debian's
+sendmail 8.17 (bench/smtp_sendmail.py: unpacked, never installed, the same office cf,
+queue-only, `Listen=1024`, high QueueLA/RefuseLA), and the ratio is printed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pysendmail.config.translate import translate
 from pysendmail.daemons.smtpd import run_daemon
 cf, port, queue, pid = sys.argv[1:5]
 options = {"DaemonPortOptions": f"Name=MTA, Port={port}, Addr=127.0.0.1",
-           "QueueDirectory": queue, "PidFile": pid, "MaxMessageSize": "0"}
+           "QueueDirectory": queue, "PidFile": pid, "MaxMessageSize": "0",
+           "DeliveryMode": "queueonly"}
 config = translate(cf, Overrides(options=options), hostname="mail.example.com")
 sys.exit(run_daemon(config, True))
 """
@@ -95,7 +100,9 @@ async def _session(host: str, port: int, numbers: list[int], latencies: list[flo
     writer.close()
 
 
-async def _worker_main(host: str, port: int, batches: list[list[int]], concurrency: int) -> list[float]:
+async def _worker_main(
+    host: str, port: int, batches: list[list[int]], concurrency: int
+) -> list[float]:
     latencies: list[float] = []
     queue: asyncio.Queue[list[int]] = asyncio.Queue()
     for batch in batches:
@@ -117,7 +124,9 @@ def run_load(host: str, port: int, total: int, sessions: int, per_session: int) 
     numbers = list(range(total))
     batches = [numbers[i : i + per_session] for i in range(0, total, per_session)]
     processes = min(4, sessions)
-    lanes = [sessions // processes + (1 if i < sessions % processes else 0) for i in range(processes)]
+    lanes = [
+        sessions // processes + (1 if i < sessions % processes else 0) for i in range(processes)
+    ]
     shares: list[list[list[int]]] = [[] for _ in range(processes)]
     for index, batch in enumerate(batches):
         shares[index % processes].append(batch)
@@ -135,15 +144,36 @@ def run_load(host: str, port: int, total: int, sessions: int, per_session: int) 
     }
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    """The proportional set size of a process and its children (sendmail forks one
+    per connection; shared pages are counted once in total)."""
+    total = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total
 
 
 def idle_sessions_rss(host: str, port: int, pid: int, count: int) -> tuple[int, int]:
-    before = rss_kib(pid)
+    before = pss_kib(pid)
     sockets = []
     for _ in range(count):
         sock = socket.create_connection((host, port), timeout=30)
@@ -151,7 +181,7 @@ def idle_sessions_rss(host: str, port: int, pid: int, count: int) -> tuple[int, 
     for sock in sockets:
         sock.recv(4096)  # the greeting: the session exists
     time.sleep(1.0)
-    after = rss_kib(pid)
+    after = pss_kib(pid)
     for sock in sockets:
         sock.close()
     return before, after
@@ -177,8 +207,15 @@ def start_pysendmail(workdir: Path) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO), PYSENDMAIL_LOG=str(workdir / "maillog"))
     process = subprocess.Popen(
-        [sys.executable, "-c", DAEMON, str(oracle / "configs/office/office.cf"), str(port),
-         str(queue), str(workdir / "pid")],
+        [
+            sys.executable,
+            "-c",
+            DAEMON,
+            str(oracle / "configs/office/office.cf"),
+            str(port),
+            str(queue),
+            str(workdir / "pid"),
+        ],
         env=env,
     )
     deadline = time.monotonic() + 30
@@ -191,45 +228,100 @@ def start_pysendmail(workdir: Path) -> tuple[subprocess.Popen, int, Path]:
     raise SystemExit("daemon did not start")
 
 
+SCENARIOS = (
+    ("20 sessions x 1 msg", 5000, 20, 1),
+    ("20 sessions x 10 msgs", 5000, 20, 10),
+    ("1 session x 1000 msgs", 1000, 1, 1000),
+)
+
+
+def _line(name: str, who: str, result: dict) -> str:
+    return (
+        f"{name:22s} {who:10s} {result['messages']:5d} msgs in {result['seconds']:6.2f} s = "
+        f"{result['rate']:7.1f} msgs/s   p50 {result['p50_ms']:6.2f} ms  "
+        f"p99 {result['p99_ms']:7.2f} ms"
+    )
+
+
+def _count_qf(queue: Path) -> int:
+    return sum(1 for name in os.listdir(queue) if name.startswith("qf"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", help="host:port of a running server (default: start ours)")
     parser.add_argument("--quick", action="store_true", help="1/10 of the messages")
     parser.add_argument("--idle", type=int, default=1000, help="idle sessions for the RSS figure")
+    parser.add_argument(
+        "--sendmail", action="store_true", help="also run Debian's sendmail 8.17 (root)"
+    )
     args = parser.parse_args()
+    if args.sendmail:
+        import smtp_sendmail
+
+        reason = smtp_sendmail.why_not()
+        if reason:
+            raise SystemExit(f"--sendmail: {reason}")
+        if args.target:
+            raise SystemExit("--sendmail starts both servers itself: no --target")
+        smtp_sendmail.reexec_in_namespace()
     scale = 10 if args.quick else 1
     workdir = Path(tempfile.mkdtemp(prefix="bench-smtp-", dir=str(REPO.parent)))
+    workdir.chmod(0o755)
     process = None
+    sendmail_pid = None
     try:
+        targets: list[tuple[str, str, int]] = []
         if args.target:
             host, port_text = args.target.rsplit(":", 1)
-            port = int(port_text)
+            targets.append(("target", host, int(port_text)))
         else:
-            process, port = start_pysendmail(workdir)[:2]
-            host = "127.0.0.1"
-        print(f"# nproc={os.cpu_count()} python={sys.version.split()[0]} target={host}:{port}")
-        scenarios = [
-            ("20 sessions x 1 msg", 5000 // scale, 20, 1),
-            ("20 sessions x 10 msgs", 5000 // scale, 20, 10),
-            ("1 session", 1000 // scale, 1, 1000 // scale),
-        ]
-        for name, total, sessions, per in scenarios:
-            result = run_load(host, port, total, sessions, per)
-            print(
-                f"{name:24s} {result['messages']:5d} msgs in {result['seconds']:6.2f} s = "
-                f"{result['rate']:7.1f} msgs/s   p50 {result['p50_ms']:6.2f} ms  "
-                f"p99 {result['p99_ms']:7.2f} ms"
-            )
+            process, port, queue = start_pysendmail(workdir)
+            targets.append(("pysendmail", "127.0.0.1", port))
+        if args.sendmail:
+            sendmail_cf = smtp_sendmail.prepare(workdir / "oracle/configs/office", workdir)
+            sendmail_port = free_port()
+            sendmail_pid = smtp_sendmail.start(sendmail_cf, sendmail_port)
+            targets.append(("sendmail", "127.0.0.1", sendmail_port))
+        print(
+            f"# nproc={os.cpu_count()} python={sys.version.split()[0]} "
+            + " ".join(f"{who}={host}:{port}" for who, host, port in targets)
+        )
+        # Memory first, on fresh daemons: after the load their heaps have room to spare.
         if process is not None:
-            before, after = idle_sessions_rss(host, port, process.pid, args.idle)
+            before, after = idle_sessions_rss("127.0.0.1", port, process.pid, args.idle)
             print(
-                f"daemon RSS: {before / 1024:.1f} MiB idle, {after / 1024:.1f} MiB with "
-                f"{args.idle} idle sessions ({(after - before) / args.idle:.1f} KiB each)"
+                f"pysendmail memory (PSS): {before / 1024:.1f} MiB idle, {after / 1024:.1f} MiB "
+                f"with {args.idle} idle sessions ({(after - before) / args.idle:.1f} KiB each)"
             )
+        if sendmail_pid is not None:
+            before, after = idle_sessions_rss("127.0.0.1", sendmail_port, sendmail_pid, args.idle)
+            print(
+                f"sendmail memory (PSS, all processes): {before / 1024:.1f} MiB idle, "
+                f"{after / 1024:.1f} MiB with {args.idle} idle sessions "
+                f"({(after - before) / args.idle:.1f} KiB each)"
+            )
+        for name, total, sessions, per in SCENARIOS:
+            rates = {}
+            for who, host, target_port in targets:
+                per_session = per if sessions > 1 else total // scale
+                result = run_load(host, target_port, total // scale, sessions, per_session)
+                rates[who] = result["rate"]
+                print(_line(name, who, result), flush=True)
+            if "pysendmail" in rates and "sendmail" in rates:
+                ratio = rates["pysendmail"] / rates["sendmail"]
+                print(f"{name:22s} ratio pysendmail/sendmail = {ratio:.2f}")
+        sent = sum(total // scale for _, total, _, _ in SCENARIOS)
+        if process is not None:
+            print(f"pysendmail queue holds {_count_qf(queue)} qf files for {sent} messages sent")
+        if sendmail_pid is not None:
+            print(f"sendmail queue holds {smtp_sendmail.queued(sendmail_cf)} qf files for {sent}")
     finally:
         if process is not None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+        if sendmail_pid is not None:
+            smtp_sendmail.stop(sendmail_pid)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
