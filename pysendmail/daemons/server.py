@@ -427,6 +427,10 @@ def service_from_config(
     With `deliver_queued`, messages are delivered once queued as DeliveryMode says."""
     from pysendmail.queue.service import store_for_config
 
+    if store is None:
+        store = store_for_config(config)
+    # Sessions committing at the same moment share their syncs (see queue/store.py).
+    store.group_commit = True
     tls_context = context_from_options(config.options)
     password_file = passwd.passwd_path(config.cf_path, config.state_dir)
     has_passwords = password_file.exists()
@@ -463,7 +467,7 @@ def service_from_config(
     return SmtpService(
         settings=session_settings(config, tls=tls_context is not None, auth=has_passwords),
         policy=policy,
-        store=store or store_for_config(config),
+        store=store,
         hosts=hosts,
         macros=dict(config.macros),
         greeting_template=str(config.option("SmtpGreetingMessage") or "$j Sendmail $v/$Z; $b"),

@@ -38,6 +38,14 @@ Group commit: `commit()` fsyncs its own df and tf, then asks the directory's
 `DirectorySyncer` for a directory fsync that *starts* after its rename. Committers that
 arrive while one fsync runs share the next one, so N threads committing together cost
 about two directory fsyncs, not N.
+
+With `group_commit` set (the SMTP daemon sets it), the df and tf data are not fsynced one
+by one either: after writing its tf a committer asks `data_syncer` for one syncfs(2) of
+the queue's file system that starts after its writes, shared by every session waiting
+at that moment, and only then renames tf to qf (S2 -> S3 above keeps its order: whole
+files on disk before the name). A commit thus costs two shared syncs instead of two
+fsyncs of its own plus a shared one. syncfs reports write-back errors (Linux 5.8 and
+later); where it is missing the per-file fdatasyncs are used.
 """
 
 from __future__ import annotations
@@ -95,6 +103,15 @@ class FileOps:
         name is made durable by the directory fsync."""
         os.fdatasync(fd)
 
+    def syncfs(self, fd: int) -> None:
+        """Flush every file of fd's file system to disk (Linux syncfs(2))."""
+        import ctypes  # only the daemon's group commit comes here
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
     def rename(self, src: str, dst: str) -> None:
         os.rename(src, dst)
 
@@ -118,11 +135,13 @@ def _queue_error(action: str, error: OSError) -> QueueError:
 
 
 class DirectorySyncer:
-    """One directory fsync shared by every commit that is waiting for it."""
+    """One directory fsync shared by every commit that is waiting for it; with
+    `whole_filesystem`, one syncfs of the directory's file system instead."""
 
-    def __init__(self, directory: str, ops: FileOps) -> None:
+    def __init__(self, directory: str, ops: FileOps, *, whole_filesystem: bool = False) -> None:
         self._directory = directory
         self._ops = ops
+        self._whole_filesystem = whole_filesystem
         self._cond = threading.Condition()
         self._started = 0
         self._done = 0
@@ -146,7 +165,10 @@ class DirectorySyncer:
         try:
             fd = self._ops.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                self._ops.fsync(fd)
+                if self._whole_filesystem:
+                    self._ops.syncfs(fd)
+                else:
+                    self._ops.fsync(fd)
             finally:
                 self._ops.close(fd)
         except OSError as error:
@@ -248,8 +270,8 @@ class Draft:
         store = self.store
         self._flush()
         try:
-            if store.fsync:
-                store.ops.datasync(self._fd)
+            if store.fsync and not store.group_commit:
+                store.ops.datasync(self._fd)  # with group commit: the shared syncfs
             store.ops.close(self._fd)
             self._fd = None
         except OSError as error:
@@ -318,6 +340,9 @@ class QueueStore:
         self.fsync = fsync
         self.ids = id_generator or QueueIdGenerator()
         self.syncer = DirectorySyncer(str(self.queue_dir), self.ops)
+        # New messages' df+tf made durable by one shared syncfs (see the module doc).
+        self.group_commit = False
+        self.data_syncer = DirectorySyncer(str(self.queue_dir), self.ops, whole_filesystem=True)
 
     def path(self, prefix: str, qid: str) -> Path:
         return self.queue_dir / f"{prefix}{qid}"
@@ -377,7 +402,7 @@ class QueueStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(self.ops, fd, data)
             if self.fsync:
-                self.ops.datasync(fd)
+                self._sync_new_files(qf.qid, fd, create)
             self.ops.rename(tf_path, str(self.path("qf", qf.qid)))
         except OSError as error:
             self.ops.close(fd)
@@ -400,6 +425,26 @@ class QueueStore:
             self.ops.close(fd)
             return -1
         return fd
+
+    def _sync_new_files(self, qid: str, tf_fd: int, create: bool) -> None:
+        """Before the rename: the tf's data on disk, and for a new message with group
+        commit the df's too, by the one syncfs that every waiting committer shares."""
+        if not (create and self.group_commit):
+            self.ops.datasync(tf_fd)
+            return
+        try:
+            self.data_syncer.sync()
+        except OSError as error:
+            if error.errno != errno.ENOSYS:
+                raise
+            # No syncfs here: the df was closed without a sync, so sync it by name.
+            self.group_commit = False
+            self.ops.datasync(tf_fd)
+            df_fd = self.ops.open(str(self.path("df", qid)), os.O_RDONLY)
+            try:
+                self.ops.datasync(df_fd)
+            finally:
+                self.ops.close(df_fd)
 
     # ------------------------------------------------------------ reading and locking
 
