@@ -16,6 +16,12 @@ stops accepting, lets open transactions finish, tells idle clients 421 and exits
 SIGHUP builds a new service from the configuration and uses it for new connections
 while the open ones finish with the old one.
 
+Processes: `run_daemon` binds the listeners, then forks one worker per CPU
+(`worker_count`) that all accept on the same sockets, as sendmail's per-connection
+children spread over every CPU; the parent passes SIGTERM and SIGHUP on and replaces a
+worker that dies. With MaxDaemonChildren or ConnectionRateThrottle set there is one
+process, so that those counts stay exact.
+
 `serve_stdio` runs one session on a pair of streams: `sendmail -bs`.
 """
 
@@ -611,12 +617,14 @@ def serve_until_signalled(
     server: SmtpServer,
     rebuild: Callable[[], SmtpService] | None = None,
     drain_timeout: float = 300.0,
+    parent_pid: int | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (drain, then return); SIGHUP calls `rebuild`.
 
     The handlers only set plain flags that this loop polls: a handler that took a lock
     (Event.set) could deadlock against the main thread holding that lock in Event.wait
-    when the signal came."""
+    when the signal came. A worker process (`parent_pid` given) also stops when its
+    parent is gone, so a killed daemon never leaves workers holding its port."""
     requested = {"stop": False, "reload": False}
 
     def on_term(signum: int, frame: object) -> None:
@@ -628,9 +636,12 @@ def serve_until_signalled(
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
     server.start()
     while not requested["stop"]:
         time.sleep(0.2)
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break
         if requested["reload"]:
             requested["reload"] = False
             if rebuild is not None:
@@ -640,6 +651,103 @@ def serve_until_signalled(
                 except Exception as error:  # a bad new config keeps the old one running
                     log.error("reload failed, keeping the running configuration: %s", error)
     server.stop(timeout=drain_timeout)
+
+
+_DAEMON_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def worker_count(config: Config) -> int:
+    """How many processes accept connections: one per CPU (sendmail's forked children
+    use every CPU; one Python process runs on one), but one when MaxDaemonChildren or
+    ConnectionRateThrottle is set, since those counts are kept inside a process."""
+    for name in ("MaxDaemonChildren", "ConnectionRateThrottle"):
+        try:
+            if int(config.option(name, 0) or 0) > 0:  # type: ignore[arg-type]
+                return 1
+        except (TypeError, ValueError):
+            return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _fork_worker(server: SmtpServer, rebuild: Callable[[], SmtpService] | None) -> int:
+    """A child process serving the listeners it inherited; its pid (in the parent)."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 0
+    try:
+        for listener in server.listeners:
+            # Every worker waits on the same sockets: a connection another worker took
+            # must not leave this one blocked in accept().
+            listener.socket.setblocking(False)
+        serve_until_signalled(server, rebuild, parent_pid=parent)
+    except BaseException:
+        log.exception("SMTP worker failed")
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def serve_with_workers(
+    server: SmtpServer,
+    count: int,
+    rebuild: Callable[[], SmtpService] | None = None,
+) -> None:
+    """Run `count` worker processes over the server's listening sockets until
+    SIGTERM/SIGINT, which is passed on to them (each drains); SIGHUP is passed on too
+    (each rebuilds its service), and a worker that dies is replaced."""
+    requested = {"stop": False, "reload": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        requested["stop"] = True
+
+    def on_hup(signum: int, frame: object) -> None:
+        requested["reload"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    workers: set[int] = set()
+    while not requested["stop"]:
+        while len(workers) < count and not requested["stop"]:
+            # Signals wait until the child has its own handlers.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _DAEMON_SIGNALS)
+            try:
+                workers.add(_fork_worker(server, rebuild))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
+        time.sleep(0.2)
+        if requested["reload"]:
+            requested["reload"] = False
+            _signal_all(workers, signal.SIGHUP)
+        workers -= _reaped(workers)
+    _signal_all(workers, signal.SIGTERM)
+    while workers:
+        time.sleep(0.05)
+        workers -= _reaped(workers)
+    for listener in server.listeners:
+        listener.server_close()
+
+
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _reaped(pids: set[int]) -> set[int]:
+    gone = set()
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            gone.add(pid)
+    return gone
 
 
 def run_daemon(
@@ -677,8 +785,12 @@ def run_daemon(
         fresh = translate(config.cf_path, hostname=config.hostname)
         return service_from_config(fresh, deliver_queued=True)
 
+    workers = worker_count(config)
     try:
-        serve_until_signalled(server, rebuild_service)
+        if workers > 1:
+            serve_with_workers(server, workers, rebuild_service)
+        else:
+            serve_until_signalled(server, rebuild_service)
     finally:
         if pid_file:
             try:
