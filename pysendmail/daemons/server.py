@@ -12,6 +12,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,13 @@ from pysendmail.policy import (
     PolicyTables,
     StockPolicy,
 )
-from pysendmail.protocol.smtp import ClientInfo, SessionSettings, SmtpPolicy, VerifyResult
+from pysendmail.protocol.smtp import (
+    ClientInfo,
+    SessionSettings,
+    SmtpPolicy,
+    VerifyResult,
+    address_literal,
+)
 from pysendmail.queue.store import QueueStore
 from pysendmail.record import field, record, replace
 from pysendmail.routing import FILE_MAILER, LOCAL_MAILER, PROG_MAILER, Expansion, Router
@@ -89,6 +96,7 @@ class SmtpService:
     etrn: Callable[[str], None] | None = None
     on_queued: Callable[[str], None] | None = None
     mail_log: MailLog = field(default_factory=MailLog)
+    pause: Callable[[float], None] = time.sleep  # the slow-downs' waits; tests record them
 
     @property
     def hostname(self) -> str:
@@ -116,7 +124,7 @@ class SmtpService:
 
 def client_macros(client: ClientInfo, addr_macro: str | None = None) -> dict[str, str]:
     return {
-        "client_addr": client.addr if addr_macro is None else addr_macro,
+        "client_addr": address_literal(client.addr) if addr_macro is None else addr_macro,
         "client_name": client.name if client.addr else "",
         "client_resolve": client.resolve if client.addr else "",
         "_": client.smtp_client,
@@ -249,10 +257,10 @@ class ResolverHosts:
                 except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                     name = None
                 except (dns.exception.DNSException, ValueError):
-                    return f"[{addr}]", "TEMP"
+                    return f"[{address_literal(addr)}]", "TEMP"
             if name:
                 return (name, "OK") if self._forward_confirms(name, addr) else (name, "FORGED")
-        return f"[{addr}]", "FAIL"
+        return f"[{address_literal(addr)}]", "FAIL"
 
 
 # ---------------------------------------------------------------- from a Config
@@ -336,6 +344,10 @@ def session_settings(config: Config, *, tls: bool, auth: bool) -> SessionSetting
         # AUTH PLAIN/LOGIN in clear only when AuthOptions is set and lacks `p`.
         auth_without_tls=bool(auth_options) and "p" not in auth_flags,
         help_topics=load_help_topics(str(help_file) if help_file else None, macros),
+        max_noop_commands=_int_option(config, "MaxNOOPCommands", 20),
+        bad_rcpt_throttle=_int_option(config, "BadRcptThrottle"),
+        bad_rcpt_throttle_delay=_int_option(config, "BadRcptThrottleDelay", 1),
+        children_limited=_int_option(config, "MaxDaemonChildren") > 0,
     )
 
 

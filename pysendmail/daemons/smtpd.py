@@ -62,6 +62,7 @@ from pysendmail.protocol.smtp import (
     MessageComplete,
     MessageStart,
     Output,
+    Pause,
     SessionSettings,
     SmtpSession,
     StartTLS,
@@ -245,6 +246,9 @@ class SmtpConnection:
             elif isinstance(item, EtrnRequest):
                 if self.service.etrn is not None:
                     self.service.etrn(item.node)
+            elif isinstance(item, Pause):
+                self._flush()
+                self.service.pause(item.seconds)
             elif isinstance(item, Close):
                 self._flush()
         self._flush()
@@ -449,7 +453,8 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
         while self._accepted and now - self._accepted[0] > window:
             self._accepted.popleft()
         if len(self._accepted) >= limit:
-            time.sleep(max(0.0, window - (now - self._accepted[0])))
+            # sendmail slows the accepting down; it does not refuse.
+            service.pause(max(0.0, window - (now - self._accepted[0])))
         self._accepted.append(time.monotonic())
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]

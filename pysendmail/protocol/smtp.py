@@ -2,7 +2,7 @@
 
 `SmtpSession` takes bytes (`feed`) and returns what the daemon must do, in order:
 `Reply` objects to write, and events (`MessageStart`, `BodyChunk`, `MessageComplete`,
-`MessageAborted`, `StartTLS`, `EtrnRequest`, `Close`). It never touches a socket, a
+`MessageAborted`, `StartTLS`, `EtrnRequest`, `Pause`, `Close`). It never touches a socket, a
 file, a clock or the configuration: decisions come from an injected `SmtpPolicy`, limits
 and offered extensions from `SessionSettings`. So it is tested with bytes alone.
 
@@ -31,6 +31,7 @@ from typing import Protocol
 from pysendmail.envelope import BodyType, Envelope, Notify, Recipient, Ret
 from pysendmail.errors import MailError
 from pysendmail.protocol import replies as R
+from pysendmail.protocol import smtp_throttle as throttle
 from pysendmail.protocol.replies import Reply
 from pysendmail.record import record
 
@@ -94,6 +95,14 @@ class EtrnRequest:
 
 
 @record(frozen=True)
+class Pause:
+    """Write the replies before it, then wait `seconds` before going on: sendmail's
+    slow-down for a client repeating HELO, NOOP, VRFY, ETRN or refused RCPTs."""
+
+    seconds: int
+
+
+@record(frozen=True)
 class Close:
     """Close the connection (after writing the replies before it)."""
 
@@ -106,6 +115,7 @@ Output = (
     | MessageAborted
     | StartTLS
     | EtrnRequest
+    | Pause
     | Close
 )
 
@@ -128,9 +138,16 @@ class ClientInfo:
     def smtp_client(self) -> str:
         if self.display is not None:
             return self.display
-        if self.name == f"[{self.addr}]" or not self.name:
-            return f"[{self.addr}]"
-        return f"{self.name} [{self.addr}]"
+        literal = f"[{address_literal(self.addr)}]"
+        if self.name in (literal, f"[{self.addr}]") or not self.name:
+            return literal
+        return f"{self.name} {literal}"
+
+
+def address_literal(addr: str) -> str:
+    """An address as sendmail writes it in brackets and in ${client_addr}: IPv6
+    addresses get the RFC 5321 "IPv6:" tag."""
+    return f"IPv6:{addr}" if ":" in addr else addr
 
 
 @record(frozen=True)
@@ -152,6 +169,11 @@ class SessionSettings:
     auth_mechanisms: tuple[str, ...] = ()  # offered when the channel allows it
     auth_without_tls: bool = False
     help_topics: Mapping[str, tuple[str, ...]] | None = None  # expanded HelpFile, by topic
+    max_noop_commands: int = throttle.MAX_NOOP_COMMANDS  # MaxNOOPCommands
+    bad_rcpt_throttle: int = 0  # BadRcptThrottle (0: never)
+    bad_rcpt_throttle_delay: int = 1  # BadRcptThrottleDelay, seconds
+    # MaxDaemonChildren is set: twice a slow-down's limit disconnects the client.
+    children_limited: bool = False
     pipelining: bool = True
     eight_bit_mime: bool = True
     dsn: bool = True
@@ -490,7 +512,7 @@ class SmtpSession:
         self._nullserver: MailError | None = None
         self._connect_discard = False
         self._bad_commands = 0
-        self._helo_count = 0
+        self._counters = throttle.CommandCounters()
         self._discard = False
         self._reader: _MessageReader | None = None
         self._bdat_remaining = 0
@@ -736,7 +758,8 @@ class SmtpSession:
             if self._nullserver is None:
                 self._nullserver = MailError("Command rejected", reply_code=550, status="5.0.0")
             return
-        self._helo_count += 1
+        if self._slow_down("helo", throttle.MAX_HELO_COMMANDS):
+            return
         name = args.strip(" \t") if args.strip() else ""
         if not name:
             self._emit(R.HELLO_NEEDS_DOMAIN.render(verb=verb))
@@ -799,6 +822,8 @@ class SmtpSession:
     # simple commands
 
     def _smtp_noop(self, verb: str, args: str) -> None:
+        if self._slow_down("noop", self.settings.max_noop_commands):
+            return
         self._emit(R.OK.render())
 
     def _smtp_rset(self, verb: str, args: str) -> None:
@@ -813,7 +838,7 @@ class SmtpSession:
     def _smtp_verb(self, verb: str, args: str) -> None:
         if self.settings.privacy & {"noverb", "goaway"}:
             self._emit(R.VERBOSE_REFUSED.render())
-        else:
+        elif not self._slow_down("noop", self.settings.max_noop_commands):
             self._emit(R.VERBOSE.render())
 
     def _smtp_help(self, verb: str, args: str) -> None:
@@ -957,11 +982,25 @@ class SmtpSession:
     # RCPT
 
     def _smtp_rcpt(self, verb: str, args: str) -> None:
-        view = self.view
-        envelope = view.envelope
-        if envelope is None:
+        settings = self.settings
+        wait = self._counters.rcpt_delay(
+            settings.bad_rcpt_throttle, settings.bad_rcpt_throttle_delay
+        )
+        if wait:
+            self._out.append(Pause(wait))
+        if self.view.envelope is None:
             self._emit(R.NEED_MAIL_BEFORE_RCPT.render())
             return
+        before = len(self._out)
+        self._rcpt(args)
+        refused = [o for o in self._out[before:] if isinstance(o, Reply) and o.code >= 400]
+        if refused:
+            self._counters.bad_recipients += 1
+
+    def _rcpt(self, args: str) -> None:
+        view = self.view
+        envelope = view.envelope
+        assert envelope is not None
         limit = self.settings.max_recipients
         if limit and len(envelope.recipients) >= limit:
             self._emit(R.TOO_MANY_RECIPIENTS.render())
@@ -1279,6 +1318,9 @@ class SmtpSession:
         return target
 
     def _smtp_vrfy(self, verb: str, args: str) -> None:
+        later = self._verify_slow_down()
+        if later is None:
+            return
         target = self._lookup_target("vrfy", R.VRFY_REFUSED, args)
         if target is None:
             return
@@ -1292,8 +1334,13 @@ class SmtpSession:
             self._emit(R.VERIFIED.render(addr=shown))
         else:
             self._emit(R.NOT_LOCAL.render(addr=shown))
+        if later:
+            self._out.append(Pause(later))
 
     def _smtp_expn(self, verb: str, args: str) -> None:
+        later = self._verify_slow_down()
+        if later is None:
+            return
         target = self._lookup_target("expn", R.EXPN_REFUSED, args)
         if target is None:
             return
@@ -1303,6 +1350,32 @@ class SmtpSession:
             self._emit(Reply.from_error(refusal, printable(shorten(target))))
             return
         self._emit(R.VERIFIED.render_lines([_vrfy_form(r) for r in results]))
+        if later:
+            self._out.append(Pause(later))
+
+    def _verify_slow_down(self) -> int | None:
+        """VRFY and EXPN share one count; sendmail waits part of the delay before
+        looking the address up and the rest after answering. None: disconnected."""
+        delay = self._counters.count(
+            "vrfy", throttle.MAX_VRFY_COMMANDS, children_limited=self.settings.children_limited
+        )
+        if delay.now:
+            self._out.append(Pause(delay.now))
+        if delay.disconnect:
+            self._emit(R.TOO_MANY_BAD_COMMANDS.render(host=self.settings.hostname))
+            return None
+        return delay.later
+
+    def _slow_down(self, kind: str, limit: int) -> bool:
+        """Count a command of `kind` and wait as sendmail does before answering it;
+        True when the client is disconnected instead."""
+        delay = self._counters.count(kind, limit, children_limited=self.settings.children_limited)
+        if delay.now + delay.later:
+            self._out.append(Pause(delay.now + delay.later))
+        if delay.disconnect:
+            self._emit(R.TOO_MANY_BAD_COMMANDS.render(host=self.settings.hostname))
+            return True
+        return False
 
     def _smtp_etrn(self, verb: str, args: str) -> None:
         if not self._etrn_allowed():
@@ -1311,6 +1384,8 @@ class SmtpSession:
         node = args.strip()
         if not node:
             self._emit(R.ETRN_NEEDS_PARAMETER.render())
+            return
+        if self._slow_down("etrn", throttle.MAX_ETRN_COMMANDS):
             return
         if not re.fullmatch(r"[#@]?[A-Za-z0-9._\-\[\]:]+", node):
             self._emit(R.ETRN_INVALID.render())
