@@ -97,6 +97,11 @@ class SmtpService:
     on_queued: Callable[[str], None] | None = None
     mail_log: MailLog = field(default_factory=MailLog)
     pause: Callable[[float], None] = time.sleep  # the slow-downs' waits; tests record them
+    # PrivacyOptions=authwarnings, and who may run -bs without a warning (class t, root).
+    auth_warnings: bool = False
+    trusted_users: frozenset[str] = frozenset({"root"})
+    # (sender, user): whether the sender is that user's own local address.
+    sender_is_user: Callable[[str, str], bool] | None = None
 
     @property
     def hostname(self) -> str:
@@ -120,6 +125,21 @@ class SmtpService:
     def greeting(self, client_macros: dict[str, str], now: float) -> str:
         macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
         return expand(self.greeting_template, macros)
+
+
+def bs_auth_warnings(service: SmtpService, uid: int, user: str, sender: str) -> list[str]:
+    """sendmail's one X-Authentication-Warning for SMTP mail: a -bs session run by a user
+    who is neither root nor trusted, giving a sender that is not their own local
+    address. (The daemon adds none: sendmail 8.17 as Debian builds it has no HELO-name
+    check, and a client that skips HELO is not noted either.)"""
+    if not service.auth_warnings or uid == 0 or user in service.trusted_users:
+        return []
+    bare = sender.strip()
+    if bare.startswith("<") and bare.endswith(">"):
+        bare = bare[1:-1]
+    if service.sender_is_user is not None and bare and service.sender_is_user(bare, user):
+        return []
+    return [f"{user} owned process doing -bs"]
 
 
 def client_macros(client: ClientInfo, addr_macro: str | None = None) -> dict[str, str]:
@@ -460,6 +480,13 @@ def service_from_config(
         router = Router(config, maps=maps)
     recipients = RouterRecipients(router, config.hostname)
 
+    def sender_is_user(sender: str, user: str) -> bool:
+        try:
+            route = router.resolve(sender)
+        except MailError:
+            return False
+        return route.mailer == LOCAL_MAILER and route.user == user
+
     def authenticate(user: str, password: str) -> bool:
         return passwd.verify(user, password, path=password_file)
 
@@ -495,6 +522,11 @@ def service_from_config(
         etrn=_etrn_runner(config),
         on_queued=background_delivery(config) if deliver_queued else None,
         mail_log=mail_log or MailLog(),
+        auth_warnings="authwarnings" in _privacy(config),
+        trusted_users=frozenset(
+            {"root", *config.trusted_users, *config.classes.get("t", frozenset())}
+        ),
+        sender_is_user=sender_is_user,
     )
 
 

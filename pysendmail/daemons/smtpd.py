@@ -45,6 +45,7 @@ from typing import BinaryIO
 from pysendmail.config.model import Config, DaemonSpec, HeaderSpec
 from pysendmail.daemons.server import (
     SmtpService,
+    bs_auth_warnings,
     client_macros,
     daemon_specs,
     service_from_config,
@@ -155,8 +156,10 @@ class SmtpConnection:
         *,
         daemon_name: str = "MTA",
         addr_macro: str | None = None,
+        invoker: tuple[int, str] | None = None,
     ) -> None:
         self.service = service
+        self.invoker = invoker  # -bs: the uid and name of the user who ran it
         self.channel = channel
         self.client = client
         self.daemon_name = daemon_name
@@ -292,8 +295,14 @@ class SmtpConnection:
             {"_": self.client.smtp_client, "daemon_flags": "", **self._tls_macros}
         )
         message_headers = [header_from_lines(h.split("\n")) for h in done.headers]
+        warnings = []
+        if self.invoker is not None:
+            warnings = bs_auth_warnings(self.service, *self.invoker, envelope.sender)
         headers = default_headers(
-            self._header_templates(), message_headers, self._header_macros(draft.qid, done, now)
+            self._header_templates(),
+            message_headers,
+            self._header_macros(draft.qid, done, now),
+            warnings,
         )
         try:
             qid = draft.commit(
@@ -577,24 +586,28 @@ def serve_stdio(
     instream: BinaryIO,
     outstream: BinaryIO,
     user: str | None = None,
+    uid: int | None = None,
 ) -> int:
     """`sendmail -bs`: one SMTP session on a pair of binary streams; the exit status.
 
     `instream` must have a file descriptor (stdin, a pipe, a socket): input that is
     already waiting when HELO/EHLO or DATA is read is sendmail's protocol error."""
     service = config if isinstance(config, SmtpService) else service_from_config(config)
+    uid = os.getuid() if uid is None else uid
     if user is None:
         import pwd
 
         try:
-            user = pwd.getpwuid(os.getuid()).pw_name
+            user = pwd.getpwuid(uid).pw_name
         except KeyError:
-            user = str(os.getuid())
+            user = str(uid)
     client = ClientInfo(addr="", name="", resolve="", display=f"{user}@localhost")
     channel = _Channel(None, instream, outstream)
     settings = service.settings_for(None, tls_on_connect=False)
     settings = replace(settings, tls_available=False)
-    connection = SmtpConnection(service, channel, client, settings, daemon_name="", addr_macro="0")
+    connection = SmtpConnection(
+        service, channel, client, settings, daemon_name="", addr_macro="0", invoker=(uid, user)
+    )
     connection.run()
     return 0
 
