@@ -138,3 +138,30 @@ def test_sighup_and_sigterm_under_load(daemon):
     assert not Path(pid).exists()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_worker_processes_accept_and_stop_with_their_parent(daemon):
+    port, queue, _pid_file, process = daemon
+    for number in range(4):
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo("client.example.net")
+            client.sendmail(
+                "alice@example.com", ["postmaster"], b"Subject: %d\r\n\r\nx\r\n" % number
+            )
+    # A queue ID ends with the pid of the process that queued the message.
+    writers = {int(qid[8:]) for qid in QueueStore(queue).queue_ids()}
+    assert process.pid not in writers
+    assert all(_parent_of(writer) == process.pid for writer in writers)
+    process.kill()  # no SIGTERM to pass on: the workers notice the parent is gone
+    process.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{writer}").exists() for writer in writers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.1)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
