@@ -92,7 +92,6 @@ class SmtpService:
     greet_pause_for: Callable[[str], float] | None = None  # per client address, seconds
     max_daemon_children: int = 0
     connection_rate_throttle: int = 0
-    connection_rate_window: float = 60.0
     etrn: Callable[[str], None] | None = None
     on_queued: Callable[[str], None] | None = None
     mail_log: MailLog = field(default_factory=MailLog)
@@ -518,7 +517,6 @@ def service_from_config(
         greet_pause_for=_greet_pause(config, tables.access),
         max_daemon_children=_int_option(config, "MaxDaemonChildren"),
         connection_rate_throttle=_int_option(config, "ConnectionRateThrottle"),
-        connection_rate_window=float(_int_option(config, "ConnectionRateWindowSize", 60)),
         etrn=_etrn_runner(config),
         on_queued=background_delivery(config) if deliver_queued else None,
         mail_log=mail_log or MailLog(),

@@ -9,8 +9,9 @@ Date/From/Message-Id the message lacks), and only then is the `250` sent. Nothin
 acknowledged before the queue files are durable; the queue store shares directory fsyncs between the
 sessions committing at the same moment (group commit).
 
-Limits: MaxDaemonChildren (connections beyond it wait in the listen backlog),
-ConnectionRateThrottle per ConnectionRateWindowSize, Timeout.command between commands,
+Limits: MaxDaemonChildren (at that many sessions the listening socket is closed, as
+sendmail closes it, and opened again when one ends), ConnectionRateThrottle (connections
+a second; more wait a second), Timeout.command between commands,
 Timeout.datablock inside DATA, greet_pause. Signals (installed by `run_daemon`): SIGTERM
 stops accepting, lets open transactions finish, tells idle clients 421 and exits;
 SIGHUP builds a new service from the configuration and uses it for new connections
@@ -53,6 +54,7 @@ from pysendmail.daemons.server import (
 from pysendmail.daemons.tls import tls_version_macros
 from pysendmail.errors import MailError, QueueError
 from pysendmail.headers import Header, header_from_lines
+from pysendmail.protocol import smtp_throttle as throttle
 from pysendmail.protocol.replies import Reply
 from pysendmail.protocol.smtp import (
     BodyChunk,
@@ -419,8 +421,10 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self._connections_lock = threading.Lock()
         self._slots: threading.Semaphore | None = None
         self._slots_size = 0
-        self._accepted: collections.deque[float] = collections.deque()
+        self._rate = throttle.ConnectionRate()
         self.stopping = threading.Event()
+        self._stopped = threading.Event()
+        self.listening = True
         host = spec.addr or ("::" if spec.family == "inet6" else "0.0.0.0")
         super().__init__((host, spec.port), _Handler)
 
@@ -436,35 +440,82 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self._slots, self._slots_size = threading.BoundedSemaphore(size), size
         return self._slots
 
-    def get_request(self) -> tuple[socket.socket, object]:
-        slots = self._limit()
-        if slots is not None:
-            # Beyond MaxDaemonChildren, connections wait in the backlog as with sendmail.
-            while not slots.acquire(timeout=0.2):
-                if self.stopping.is_set():
-                    raise OSError("stopping")
+    def serve(self, poll_interval: float = 0.2) -> None:
+        """Accept connections until `stop_accepting`, each served in its own thread.
+
+        At MaxDaemonChildren open sessions the listening socket is closed, as sendmail
+        closes it "so peer fails quickly": new clients are refused at once (ECONNREFUSED)
+        instead of waiting; it is opened again once a session ends."""
         try:
-            request = super().get_request()
-        except BaseException:
-            if slots is not None:
-                slots.release()
-            raise
-        self._throttle()
-        request[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return request
+            while not self.stopping.is_set():
+                slots = self._limit()
+                if slots is not None and not slots.acquire(blocking=False):
+                    self._refuse_until_free(slots, poll_interval)
+                    continue
+                try:
+                    accepted = self._accept_one(poll_interval)
+                except BaseException:
+                    if slots is not None:
+                        slots.release()
+                    raise
+                if accepted is None:
+                    if slots is not None:
+                        slots.release()
+                    continue
+                sock, peer = accepted
+                self._throttle()
+                try:
+                    self.process_request(sock, peer)
+                except Exception:
+                    self.handle_error(sock, peer)
+                    self.shutdown_request(sock)
+        finally:
+            self._stopped.set()
+
+    def _accept_one(self, poll_interval: float) -> tuple[socket.socket, object] | None:
+        try:
+            ready, _, _ = select.select([self.socket], [], [], poll_interval)
+        except (OSError, ValueError):
+            return None  # closed by stop_accepting
+        if not ready or self.stopping.is_set():
+            return None
+        try:
+            sock, peer = self.socket.accept()
+        except OSError:  # another worker took it, or the socket was closed
+            return None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, peer
+
+    def _refuse_until_free(self, slots: threading.Semaphore, poll_interval: float) -> None:
+        log.info(
+            "rejecting connections on daemon %s: %d children", self.spec.name, self._slots_size
+        )
+        self.socket.close()
+        self.listening = False
+        try:
+            while not slots.acquire(timeout=poll_interval):
+                if self.stopping.is_set():
+                    return
+            slots.release()
+        finally:
+            if not self.stopping.is_set():
+                self.socket = socket.socket(self.address_family, self.socket_type)
+                self.server_bind()
+                self.server_activate()
+                self.listening = True
 
     def _throttle(self) -> None:
+        """ConnectionRateThrottle: beyond that many connections a second on this daemon,
+        wait a second before serving the next ("deferring connections", never refused)."""
         service = self._service_ref()
-        limit, window = service.connection_rate_throttle, service.connection_rate_window
-        if limit <= 0:
-            return
-        now = time.monotonic()
-        while self._accepted and now - self._accepted[0] > window:
-            self._accepted.popleft()
-        if len(self._accepted) >= limit:
-            # sendmail slows the accepting down; it does not refuse.
-            service.pause(max(0.0, window - (now - self._accepted[0])))
-        self._accepted.append(time.monotonic())
+        wait = self._rate.admit(service.connection_rate_throttle, time.time())
+        if wait:
+            log.info(
+                "deferring connections on daemon %s: %d per second",
+                self.spec.name,
+                service.connection_rate_throttle,
+            )
+            service.pause(wait)
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         super().shutdown_request(request)
@@ -516,7 +567,7 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def stop_accepting(self) -> None:
         self.stopping.set()
-        self.shutdown()
+        self._stopped.wait(5.0)
         self.server_close()
 
     def drain(self) -> None:
@@ -544,7 +595,7 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         for listener in self.listeners:
             thread = threading.Thread(
-                target=listener.serve_forever,
+                target=listener.serve,
                 kwargs={"poll_interval": 0.2},
                 name=f"smtpd-{listener.spec.name}",
                 daemon=True,

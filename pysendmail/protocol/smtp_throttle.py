@@ -7,6 +7,9 @@ its answer: count // limit seconds at once, then up to 2**(count - limit) second
 never more than MAXTIMEOUT (4 minutes). With MaxDaemonChildren set, a client reaching
 twice the limit is disconnected (`421 4.7.0 ... Too many bad commands`).
 
+ConnectionRateThrottle: a daemon accepts that many connections in a second (and one
+more, as sendmail counts); before each further one in the same second it waits a second.
+
 BadRcptThrottle: once a session has had that many recipients refused, each further RCPT
 waits BadRcptThrottleDelay seconds (1 by default) first.
 
@@ -68,3 +71,22 @@ class CommandCounters:
         if self.bad_recipients == throttle:
             self.bad_recipients += 1  # sendmail logs the flood once, then counts past it
         return delay
+
+
+class ConnectionRate:
+    """The ConnectionRateThrottle count of one daemon (per wall-clock second)."""
+
+    def __init__(self) -> None:
+        self.second: int | None = None
+        self.count = 0
+
+    def admit(self, limit: int, now: float) -> int:
+        """Seconds to wait before serving a connection accepted at `now` (0: none)."""
+        if limit <= 0:
+            return 0
+        second = int(now)
+        if second != self.second:
+            self.second, self.count = second, 1
+            return 0
+        before, self.count = self.count, self.count + 1
+        return 1 if before > limit else 0

@@ -295,16 +295,25 @@ def test_a_slow_client_does_not_hold_up_others(smtp):
     slow.close()
 
 
-def test_max_daemon_children_queues_extra_connections(oracle_dir, tmp_path):
+def test_max_daemon_children_refuses_connections_while_full(oracle_dir, tmp_path):
+    # sendmail closes its listening socket at MaxDaemonChildren "so peer fails quickly".
     with running_smtp(oracle_dir, tmp_path, max_daemon_children=1) as smtp:
         first = smtp.raw()
         assert first.reply().startswith("220 ")
-        second = socket.create_connection(("127.0.0.1", smtp.port()), timeout=30)
-        second.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            second.recv(100)  # no greeting while the one child is busy
+        deadline = time.monotonic() + 30
+        while smtp.server.listeners[0].listening:
+            assert time.monotonic() < deadline, "the listening socket stayed open"
+            time.sleep(0.05)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", smtp.port()), timeout=5)
         first.command("QUIT")
-        second.settimeout(30)
+        while True:  # open again once the one session has ended
+            try:
+                second = socket.create_connection(("127.0.0.1", smtp.port()), timeout=30)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the listening socket was not reopened"
+                time.sleep(0.05)
         assert second.recv(100).startswith(b"220 ")
         second.close()
 

@@ -79,15 +79,15 @@ def test_with_max_daemon_children_a_helo_flood_is_disconnected(oracle_dir, tmp_p
 
 def test_connection_rate_throttle_delays_accepting_and_refuses_no_one(oracle_dir, tmp_path):
     waits: list[float] = []
-    with running_smtp(oracle_dir, tmp_path, pause=waits.append, connection_rate_throttle=2) as smtp:
+    with running_smtp(oracle_dir, tmp_path, pause=waits.append, connection_rate_throttle=1) as smtp:
         greetings = []
-        for _ in range(3):
+        for _ in range(12):  # more than 2 a second, however slow this machine is
             raw = smtp.raw()
             greetings.append(raw.reply())
             raw.command("QUIT")
             raw.close()
         assert all(g.startswith("220 mail.example.com ESMTP") for g in greetings)
-        assert len(waits) == 1 and 0 < waits[0] <= 60
+        assert waits and set(waits) == {1}
 
 
 def test_bad_rcpt_throttle_and_max_noop_commands_come_from_the_cf(oracle_dir):

@@ -154,3 +154,14 @@ def test_bad_rcpt_throttle_uses_the_configured_delay_and_is_off_by_default():
     for _ in range(5):
         answer(plain, "RCPT TO:<nobody@example.com>")
     assert not any(isinstance(x, Pause) for x in answer(plain, "RCPT TO:<alice@example.com>"))
+
+
+def test_connection_rate_allows_one_more_than_the_limit_each_second_then_waits():
+    from pysendmail.protocol.smtp_throttle import ConnectionRate
+
+    rate = ConnectionRate()
+    second = 1_800_000_000
+    waits = [rate.admit(2, second + 0.1 * n) for n in range(5)]
+    assert waits == [0, 0, 0, 1, 1]
+    assert rate.admit(2, second + 1.0) == 0  # a new second starts the count again
+    assert [ConnectionRate().admit(0, second) for _ in range(3)] == [0, 0, 0]
