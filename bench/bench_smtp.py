@@ -8,7 +8,7 @@ Scenarios (the issue's): 5,000 messages of 4 KB over 20 concurrent sessions with
 with 10 messages per session, and 1,000 messages over 1 session. Each message counts from
 MAIL FROM to the 250 after the final dot, which pysendmail sends only once the qf/df are
 fsynced. The load comes from several processes, each with its own asyncio loop, so the
-client is not the bottleneck. The daemon runs in its own process with the fixture office
+client is not the bottleneck. The daemon runs in its own process with a fixture
 cf (queue in a temporary directory on the same disk, SuperSafe on); its resident memory is
 also read with 1,000 idle sessions open.
 
@@ -16,7 +16,7 @@ also read with 1,000 idle sessions open.
 
 With --sendmail (root, unshare(1)) the whole benchmark runs in a private network
 namespace and every scenario is run against pysendmail and then against Debian's
-sendmail 8.17 (bench/smtp_sendmail.py: unpacked, never installed, the same office cf,
+sendmail 8.17 (bench/smtp_sendmail.py: unpacked, never installed, the same cf,
 queue-only, `Listen=1024`, high QueueLA/RefuseLA), and the ratio is printed.
 """
 
@@ -39,6 +39,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent.parent / "shared" / "fixtures" / "sendmail-8.17"
 BODY_SIZE = 4096
+RECIPIENT = "postmaster@mail.example.com"  # local in every fixture cf
+# --cf: which fixture config both servers run. office.cf has hand-written rules
+# (LOCAL_RULESETS), so pysendmail runs its check_* rulesets and routing through the rules
+# engine; debian.cf is Debian's stock one (ConnectionRateThrottle=15 is overridden to 0).
+CONFIGS = {"office": ("office", "office.cf"), "debian": ("debian", "debian.cf")}
 
 DAEMON = """
 import sys
@@ -48,7 +53,7 @@ from pysendmail.daemons.smtpd import run_daemon
 cf, port, queue, pid = sys.argv[1:5]
 options = {"DaemonPortOptions": f"Name=MTA, Port={port}, Addr=127.0.0.1",
            "QueueDirectory": queue, "PidFile": pid, "MaxMessageSize": "0",
-           "DeliveryMode": "queueonly"}
+           "DeliveryMode": "queueonly", "ConnectionRateThrottle": "0"}
 config = translate(cf, Overrides(options=options), hostname="mail.example.com")
 sys.exit(run_daemon(config, True))
 """
@@ -56,7 +61,7 @@ sys.exit(run_daemon(config, True))
 
 def message(number: int) -> bytes:
     head = (
-        f"From: Alice <alice@example.com>\r\nTo: Postmaster <postmaster@example.com>\r\n"
+        f"From: Alice <alice@example.com>\r\nTo: Postmaster <{RECIPIENT}>\r\n"
         f"Subject: bench {number}\r\nMessage-Id: <bench-{number}@example.com>\r\n\r\n"
     ).encode()
     line = b"x" * 76 + b"\r\n"
@@ -88,7 +93,7 @@ async def _session(host: str, port: int, numbers: list[int], latencies: list[flo
         started = time.perf_counter()
         writer.write(b"MAIL FROM:<alice@example.com>\r\n")
         await _expect(reader, b"250")
-        writer.write(b"RCPT TO:<postmaster@example.com>\r\n")
+        writer.write(f"RCPT TO:<{RECIPIENT}>\r\n".encode())
         await _expect(reader, b"250")
         writer.write(b"DATA\r\n")
         await _expect(reader, b"354")
@@ -193,7 +198,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_pysendmail(workdir: Path) -> tuple[subprocess.Popen, int, Path]:
+def start_pysendmail(workdir: Path, cf: str = "office") -> tuple[subprocess.Popen, int, Path]:
     oracle = workdir / "oracle"
     shutil.copytree(FIXTURES, oracle)
     for path in oracle.rglob("*"):
@@ -211,7 +216,7 @@ def start_pysendmail(workdir: Path) -> tuple[subprocess.Popen, int, Path]:
             sys.executable,
             "-c",
             DAEMON,
-            str(oracle / "configs/office/office.cf"),
+            str(oracle / "configs" / CONFIGS[cf][0] / CONFIGS[cf][1]),
             str(port),
             str(queue),
             str(workdir / "pid"),
@@ -255,6 +260,7 @@ def main() -> int:
     parser.add_argument(
         "--sendmail", action="store_true", help="also run Debian's sendmail 8.17 (root)"
     )
+    parser.add_argument("--cf", choices=sorted(CONFIGS), default="office", help="fixture cf")
     args = parser.parse_args()
     if args.sendmail:
         import smtp_sendmail
@@ -276,15 +282,18 @@ def main() -> int:
             host, port_text = args.target.rsplit(":", 1)
             targets.append(("target", host, int(port_text)))
         else:
-            process, port, queue = start_pysendmail(workdir)
+            process, port, queue = start_pysendmail(workdir, args.cf)
             targets.append(("pysendmail", "127.0.0.1", port))
         if args.sendmail:
-            sendmail_cf = smtp_sendmail.prepare(workdir / "oracle/configs/office", workdir)
+            config_dir, cf_name = CONFIGS[args.cf]
+            sendmail_cf = smtp_sendmail.prepare(
+                workdir / "oracle" / "configs" / config_dir, cf_name, workdir
+            )
             sendmail_port = free_port()
             sendmail_pid = smtp_sendmail.start(sendmail_cf, sendmail_port)
             targets.append(("sendmail", "127.0.0.1", sendmail_port))
         print(
-            f"# nproc={os.cpu_count()} python={sys.version.split()[0]} "
+            f"# nproc={os.cpu_count()} python={sys.version.split()[0]} cf={args.cf} "
             + " ".join(f"{who}={host}:{port}" for who, host, port in targets)
         )
         # Memory first, on fresh daemons: after the load their heaps have room to spare.

@@ -2,7 +2,8 @@
 
 Debian's `sendmail-bin` is fetched with `apt-get download` and unpacked with `dpkg -x`
 into a cache directory: never installed, /usr/sbin/sendmail is never touched. It runs
-with a copy of the fixture office cf (its hash maps built by the unpacked makemap), a
+with a copy of the same fixture cf as pysendmail (its hash maps built by the unpacked
+makemap), a
 private queue directory, queue-only (`-odq`), `Listen=1024` and high QueueLA/RefuseLA
 so that it does not throttle on two cores, as the issue asks for a fair comparison.
 
@@ -67,22 +68,24 @@ def reexec_in_namespace() -> None:
     sys.exit(subprocess.run(argv, env=env).returncode)
 
 
-def prepare(office: Path, workdir: Path) -> Path:
-    """A private copy of the office config for sendmail (maps built); its cf path.
+def prepare(config_dir: Path, cf_name: str, workdir: Path) -> Path:
+    """A private copy of a fixture config for sendmail (maps built); its cf path.
 
     sendmail refuses files below a group- or world-writable directory, so the copy's
     directories are 0755 and its files 0644."""
     base = workdir / "sendmail"
     base.mkdir(mode=0o755)
-    tree = base / "office"
-    shutil.copytree(office, tree)
+    tree = base / config_dir.name
+    shutil.copytree(config_dir, tree)
     for path in [tree, *tree.rglob("*")]:
         path.chmod(0o755 if path.is_dir() or path.parent.name == "bin" else 0o644)
-    cf = tree / "office.cf"
-    cf.write_text(cf.read_text().replace(str(office), str(tree)))
+    cf = tree / cf_name
+    cf.write_text(cf.read_text().replace(str(config_dir), str(tree)))
     programs = sendmail_dir()
     assert programs is not None
     for name in MAPS:
+        if not (tree / name).exists():
+            continue
         with open(tree / name, "rb") as source:
             subprocess.run(
                 [str(programs / "makemap"), "-C", str(cf), "hash", str(tree / name)],
@@ -101,6 +104,7 @@ def start(cf: Path, port: int) -> int:
     assert programs is not None
     base = cf.parent.parent
     pid_file = base / "sendmail.pid"
+    # The same overrides pysendmail gets: no rate throttle, no size limit.
     subprocess.run(
         [
             str(programs / "sendmail"),
@@ -120,6 +124,10 @@ def start(cf: Path, port: int) -> int:
             "RefuseLA=100",
             "-O",
             "MaxMessageSize=0",
+            "-O",
+            "ConnectionRateThrottle=0",
+            "-O",
+            "TrustedUser=root",  # debian.cf names smmta, a user this machine may not have
             "-O",
             f"PidFile={pid_file}",
             "-O",
