@@ -3,15 +3,17 @@
 This module owns the POP3 conversation: RFC 1939 (USER PASS APOP STAT LIST RETR DELE
 NOOP RSET QUIT TOP UIDL and the AUTHORIZATION / TRANSACTION / UPDATE states), RFC 2449
 (CAPA and the response codes [IN-USE] [AUTH] [SYS/TEMP] [SYS/PERM]), RFC 2595 (STLS) and
-RFC 5034 (AUTH PLAIN); and the wire form of a message (CRLF line ends, byte-stuffing,
-sizes counted in the octets sent).
+RFC 5034 (AUTH PLAIN). The wire form of a message (CRLF line ends, byte-stuffing,
+sizes counted in the octets sent) is `pop3wire`'s.
 
 It never touches a socket, a file, a lock or the clock. What it needs from outside comes
 through three narrow doors the daemon fills in: `verify(user, password)` for credentials,
 `open_maildrop(user)` returning a `Maildrop` (already locked for this session), and
-`apop_secret(user)` when APOP is offered. What the daemon must do comes back as events:
-`Send` bytes, `Pause` before going on (the delay after a failed login), `StartTLS`,
-`Close`, and `Log` lines. Deletions reach the mailbox only through `Maildrop.commit`,
+`apop_secret(user)` when APOP is offered (with the greeting's timestamp, which the
+daemon makes). What the daemon must do comes back as events: `Send` bytes, `Stream`
+the blocks of a RETR or TOP response (pulling a block reads the next block of the
+message from the maildrop), `Pause` before going on (the delay after a failed login),
+`StartTLS`, `Close`, and `Log` lines. Deletions reach the mailbox only through `Maildrop.commit`,
 called in the UPDATE state after QUIT; `connection_lost()` closes the maildrop with
 nothing deleted.
 """
