@@ -118,6 +118,9 @@ def _write_cache(path: str, identity: str, config: Config) -> None:
     import pickle
     import tempfile
 
+    if any(source.startswith("|") for source in config.source_files):
+        return  # an F|program class: sendmail runs the program at every start, so do we
+
     stamps = [(source, _file_stamp(source)) for source in config.source_files]
     directory = os.path.dirname(path)
     if not _nearest_existing_is_mine(directory):

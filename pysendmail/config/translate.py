@@ -288,28 +288,26 @@ class _Translator:
     def read_class_file(self, source, macros: Mapping[str, str]) -> set[str]:
         target = expand(source.file or "", macros)
         if target.startswith("|"):
-            self.warn(
-                source.location,
-                f"class {source.class_name}: program classes (F|prog) are not run; "
-                "the class gets no words from it",
-            )
-            return set()
-        if _MAP_CLASS_SOURCE.match(target):
+            text = self.run_class_program(source, target)
+            if text is None:
+                return set()
+        elif _MAP_CLASS_SOURCE.match(target):
             self.warn(source.location, f"class {source.class_name}: map classes are not supported")
             return set()
-        self.source_files.append(target)
-        try:
-            text = Path(target).read_text(encoding="utf-8", errors="surrogateescape")
-        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
-            if not source.optional:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                self.error(
-                    source.location,
-                    f"class {source.class_name}: cannot open {target!r}: {reason}"
-                    if "\0" in target
-                    else f"class {source.class_name}: cannot open {target}: {reason}",
-                )
-            return set()
+        else:
+            self.source_files.append(target)
+            try:
+                text = Path(target).read_text(encoding="utf-8", errors="surrogateescape")
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+                if not source.optional:
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    self.error(
+                        source.location,
+                        f"class {source.class_name}: cannot open {target!r}: {reason}"
+                        if "\0" in target
+                        else f"class {source.class_name}: cannot open {target}: {reason}",
+                    )
+                return set()
         pattern = _scanf_pattern(source.scanf)
         if pattern is None:
             self.warn(
@@ -326,6 +324,23 @@ class _Translator:
             if match:
                 words.update(word.lower() for word in match.group(1).split())
         return words
+
+    def run_class_program(self, source, target: str) -> str | None:
+        """The output of an `F|program` class's program, run as sendmail runs it."""
+        from pysendmail.config.classprog import ClassProgramError, class_program_output
+
+        # The output can change between starts, as with sendmail, which runs it each time:
+        # a "|" source file keeps this Config out of the cache (config/cache.py).
+        self.source_files.append(target)
+        default_user = self.overrides.options.get("DefaultUser") or next(
+            (value for name, value, _ in self.cf.options if name == "DefaultUser"), "1:1"
+        )
+        try:
+            return class_program_output(target[1:], default_user)
+        except ClassProgramError as exc:
+            report = self.warn if source.optional else self.error
+            report(source.location, f"class {source.class_name}: {exc}")
+            return None
 
     # ------------------------------------------------------------ options
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -253,9 +257,59 @@ def test_class_files_scanf_patterns_and_missing_files(tmp_path: Path) -> None:
     assert config.relay_domains == set()
     assert messages(config) == [
         f"{cf}:5:1: error: class X: cannot open {tmp_path}/missing: No such file or directory",
-        f"{cf}:6:1: warning: class P: program classes (F|prog) are not run; "
-        "the class gets no words from it",
+        f"{cf}:6:1: error: class P: /bin/list: cannot run: No such file or directory",
     ]
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory every user can read: a class program run by root runs as DefaultUser."""
+    path = Path(tempfile.mkdtemp(prefix="pysendmail-classprog-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_program_classes_take_the_words_the_program_prints(public_dir: Path) -> None:
+    tmp_path = public_dir
+    program = tmp_path / "list-domains"
+    program.write_text("#!/bin/sh\necho \"$1.example\"\necho '# skipped'\necho Other.Example x\n")
+    program.chmod(0o755)
+    failing = tmp_path / "fails"
+    failing.write_text("#!/bin/sh\nexit 3\n")
+    failing.chmod(0o755)
+    cf = tmp_path / "prog.cf"
+    cf.write_text(
+        f"V10/Berkeley\nFw|{program} first\nF{{Q}}|{failing}\nF{{O}}-o |{failing}\n"
+        "F{R}|relative/prog\n"
+    )
+    config = translate(cf, hostname=HOST)
+    assert {"first.example", "other.example"} <= config.local_host_names
+    assert "x" not in config.local_host_names
+    assert messages(config) == [
+        f"{cf}:3:1: error: class Q: {failing}: exit status 3",
+        f"{cf}:4:1: warning: class O: {failing}: exit status 3",
+        f"{cf}:5:1: error: class R: relative/prog: the program must be named by its full path",
+    ]
+
+
+def test_a_program_class_runs_as_the_default_user_and_at_every_start(
+    public_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the program as another user")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    program = public_dir / "whoami"
+    program.write_text('#!/bin/sh\necho "uid$(id -u)"\n')
+    program.chmod(0o755)
+    cf = public_dir / "who.cf"
+    cf.write_text(f"V10/Berkeley\nO DefaultUser=4242:4242\nF{{U}}|{program}\n")
+    from pysendmail.config.cache import load_config
+
+    first = load_config(cf, hostname=HOST)
+    assert "uid4242" in first.classes["U"], [str(d) for d in first.diagnostics]
+    assert "|" + str(program) in first.source_files
+    assert not list((tmp_path / "cache").rglob("config-*.pickle"))  # never cached
 
 
 def test_constructs_pysendmail_does_not_support_are_reported(tmp_path: Path) -> None:
