@@ -99,6 +99,7 @@ def config_summary(config: Config) -> dict[str, object]:
             for name, spec in config.maps.items()
         },
         "rulesets": sorted({rs.name or str(rs.number) for rs in config.rulesets.values()}),
+        "rule_engine": _rule_engine(config),
         "options": {name: _plain(config.options[name]) for name in sorted(config.options)},
         "state_dir": str(config.state_dir) if config.state_dir else None,
         "mailbox_dir": config.mailbox_dir,
@@ -140,7 +141,9 @@ def _format_summary(summary: dict[str, object]) -> str:
     lines += ["", "maps:"]
     for name, spec in summary["maps"].items():  # type: ignore[attr-defined]
         lines.append(f"  {name:<12} {spec['class']:<8} {' '.join(spec['args'])}".rstrip())
-    lines += ["", f"rulesets: {_words(summary['rulesets'])}", "", "options:"]
+    lines += ["", f"rulesets: {_words(summary['rulesets'])}"]
+    lines += _format_rule_engine(summary["rule_engine"])  # type: ignore[arg-type]
+    lines += ["", "options:"]
     for name, value in summary["options"].items():  # type: ignore[attr-defined]
         if value is None or value in ((), []):
             continue
@@ -152,6 +155,28 @@ def _format_summary(summary: dict[str, object]) -> str:
         lines += ["", "diagnostics:"]
         lines += [f"  {d}" for d in summary["diagnostics"]]  # type: ignore[attr-defined]
     return "\n".join(lines)
+
+
+def _rule_engine(config: Config) -> dict[str, object]:
+    """Which rulesets are sendmail's stock m4 output, which hold hand-written rules, and
+    which pysendmail therefore runs through its rules engine (rules/stock.py)."""
+    from pysendmail.rules.stock import StockReport
+
+    return StockReport(config.cf.rulesets).summary() if config.cf is not None else {}
+
+
+def _format_rule_engine(engine: dict[str, object]) -> list[str]:
+    if not engine:
+        return []
+    local = engine["local"]
+    lines = [f"  stock m4 rulesets:    {_words(engine['stock'])}"]
+    if local:
+        for name, where in local.items():  # type: ignore[attr-defined]
+            lines.append(f"  hand-written rules:   {name} ({', '.join(where)})")
+    else:
+        lines.append("  hand-written rules:   (none)")
+    lines.append(f"  run by rules engine:  {_words(engine['run'])}")
+    return lines
 
 
 @cli.command("translate")

@@ -31,6 +31,8 @@ _SPACE = re.compile(r"\s+")
 # The entry points sendmail runs, by what they do.
 CHECK_RULESETS = ("check_relay", "check_mail", "check_rcpt", "check_compat")
 ROUTING_RULESETS = ("canonify", "parse", "1", "2", "final")
+# The checks the daemon runs (check_compat belongs to delivery: not run yet).
+SMTP_CHECKS = ("check_relay", "check_mail", "check_rcpt")
 
 
 def ruleset_key(ruleset: Ruleset) -> str:
@@ -128,13 +130,23 @@ class StockReport:
     def local_rulesets(self) -> list[str]:
         return [key for key, status in self.status.items() if not status.stock]
 
+    def run_by_engine(self) -> list[str]:
+        """The entry points pysendmail runs through the rules engine for this cf: all the
+        SMTP checks it defines once one of them has hand-written rules (the daemon), and
+        rulesets 3 and 0 once routing has (the router)."""
+        run: list[str] = []
+        if any(self.runs_rules(entry) for entry in CHECK_RULESETS):
+            run += [entry for entry in SMTP_CHECKS if self.has_rules(entry)]
+        if any(self.runs_rules(entry) for entry in ROUTING_RULESETS):
+            run += [self._resolve("3"), self._resolve("0")]
+        return run
+
     def summary(self) -> dict[str, object]:
         """What `pysendmail-cf translate` shows: stock rulesets, the others, and what runs."""
-        entries = [*CHECK_RULESETS, *ROUTING_RULESETS]
         return {
             "stock": sorted(k for k, s in self.status.items() if s.stock and s.rules),
             "local": {
                 key: list(self.status[key].local_rules) for key in sorted(self.local_rulesets())
             },
-            "run": [entry for entry in entries if self.runs_rules(entry)],
+            "run": self.run_by_engine(),
         }
