@@ -410,14 +410,23 @@ class Router:
         decided = self.config.routing_rules
         if decided == "tables" or (decided == "stock" and not needs_rules(address)):
             return self._resolve(address, 0)  # without importing the engine: start-up time
+        rules = self._rules_for_routing().router_for(address)
+        if rules is not None:
+            return Route(*rules.resolve(address))
+        return self._resolve(address, 0)
+
+    def prepare_rules(self) -> None:
+        """A cf with its own routing rules: compile them now rather than at the first
+        resolve() (a daemon does it before its first client)."""
+        if self.config.routing_rules == "cf":
+            self._rules_for_routing()
+
+    def _rules_for_routing(self) -> RulesForRouting:
         if self._rules is None:
             from pysendmail.rules.routes import RulesForRouting
 
             self._rules = RulesForRouting(self.config, open_map=self._rule_map)
-        rules = self._rules.router_for(address)
-        if rules is not None:
-            return Route(*rules.resolve(address))
-        return self._resolve(address, 0)
+        return self._rules
 
     def table_route(self, address: str) -> Route:
         """The triple the tables give, without the rules (tests compare the two)."""

@@ -477,6 +477,7 @@ def service_from_config(
             if spec.map_class.lower() in FILE_MAP_CLASSES | {"text"} and spec.file:
                 maps[name] = shared_map(spec)
         router = Router(config, maps=maps)
+    router.prepare_rules()  # a cf with its own routing rules is compiled before any client
     recipients = RouterRecipients(router, config.hostname)
 
     def sender_is_user(sender: str, user: str) -> bool:

@@ -98,6 +98,8 @@ class RulesForRouting:
         self.stock = _routing_is_stock(report)
         self.available = report.has_rules("0")  # a cf without ruleset 0 routes by tables
         self._router: RuleRouter | None = None
+        if self.available and not self.stock:
+            self._router = rule_router_for(config, open_map=open_map)
 
     def router_for(self, address: str) -> RuleRouter | None:
         """The RuleRouter when the rules route `address`, None when the tables do."""

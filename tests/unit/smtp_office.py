@@ -54,6 +54,7 @@ def office_hosts(oracle_dir: Path) -> ResolverHosts:
 def office_policy(oracle_dir: Path) -> StockPolicy:
     config = office_config(oracle_dir)
     router = Router(config, users=USERS.get)
+    router.prepare_rules()  # as the daemon does: office.cf's LOCAL_RULE_3 routes by rules
     recipients = RouterRecipients(router, config.hostname)
     return StockPolicy(policy_tables(config), recipients, office_hosts(oracle_dir))
 
