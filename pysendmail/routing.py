@@ -385,7 +385,11 @@ class Router:
     def is_local_domain(self, domain: str) -> bool:
         name = domain.lower().rstrip(".")
         if name.startswith("[") and name.endswith("]"):
-            return name[1:-1] in {"127.0.0.1", "::1", "ipv6:::1"} or name in self.local_domains
+            if name in self.local_domains:
+                return True
+            from pysendmail.interfaces import is_own_literal  # class w's interface addresses
+
+            return is_own_literal(name)
         return name in self.local_domains
 
     def _mailer_flags(self, mailer: str) -> frozenset[str]:
