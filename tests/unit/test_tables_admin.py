@@ -142,6 +142,23 @@ def test_newaliases_syntax_errors_then_statistics_and_exit_70(tmp_path):
     )
 
 
+def test_check_aliases_reports_targets_sendmail_cannot_parse_and_keeps_them(tmp_path):
+    # What sendmail 8.17 printed for this file with -O CheckAliases=True (its domain
+    # lookup of a@b.c, which pysendmail does not make, left out).
+    path = tmp_path / "aliases"
+    path.write_text('good: root\nbad: foo<bar\nbad2: root, "unterminated\nbad3: <<x>>\n')
+    for check, expected in ((False, ""), (True, "")):
+        out = io.StringIO()
+        config = make_config(AliasFile=(str(path),), CheckAliases=check)
+        assert admin.newaliases(config, out, io.StringIO()) == 0
+        if check:
+            expected = (
+                f"{path}: line 2: foo<bar... Unbalanced '<'\n"
+                f"{path}: line 3: \"unterminated... Unbalanced '\"'\n"
+            )
+        assert out.getvalue() == expected + f"{path}: 4 aliases, longest 19 bytes, 50 bytes total\n"
+
+
 def test_newaliases_missing_file(tmp_path):
     path = tmp_path / "nothere"
     out = io.StringIO()
