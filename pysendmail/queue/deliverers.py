@@ -25,7 +25,7 @@ from pysendmail.delivery.file import deliver_file
 from pysendmail.delivery.lmtp import LmtpSettings, LmtpTarget, deliver_lmtp
 from pysendmail.delivery.local import LocalRecipient, LocalSettings, deliver_local, lookup_user
 from pysendmail.delivery.message import OutgoingMessage
-from pysendmail.delivery.prog import ProgramSettings, deliver_prog
+from pysendmail.delivery.prog import ProgramSettings, ProgramTarget, deliver_prog, run_mailer
 from pysendmail.delivery.remote import RemoteRecipient, RemoteSettings, deliver_remote
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.delivery.user_writers import UserWriters
@@ -234,3 +234,35 @@ class LmtpDeliverer:
             host=str(getattr(delivery, "host", "") or ""),
             controlling_user=controlling,
         )
+
+
+class ProgramMailerDeliverer:
+    """Any other mailer whose P= is a program (procmail, a site's own script): run as
+    prog.py runs mailer programs (A= with `$h $u $f`, F=, E=, D=, U=, /=, W=), once per
+    recipient, or once per destination host for all its recipients with F=m. F=S
+    keeps root, as sendmail does; otherwise the recipient's controlling user or
+    DefaultUser runs it."""
+
+    def __init__(self, settings: ProgramSettings, mailer: MailerSpec) -> None:
+        self.settings = settings
+        self.mailer = mailer
+
+    def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
+        out = outgoing(message, self.mailer.fields.get("F", ""))
+        by_host: dict[str, list[int]] = {}
+        for index, delivery in enumerate(deliveries):
+            by_host.setdefault(str(getattr(delivery, "host", "") or "").lower(), []).append(index)
+        results: dict[int, DeliveryResult] = {}
+        for indexes in by_host.values():
+            targets = [
+                ProgramTarget(
+                    recipient=_recipient_of(message, deliveries[i]),
+                    user=str(getattr(deliveries[i], "user", None) or deliveries[i].address),
+                    host=str(getattr(deliveries[i], "host", "") or ""),
+                    controlling_user=getattr(deliveries[i], "controlling_user", None),
+                )
+                for i in indexes
+            ]
+            ran = run_mailer(out, targets, self.mailer, self.settings, allow_root=True)
+            results.update(zip(indexes, ran, strict=True))
+        return [results[i] for i in range(len(deliveries))]

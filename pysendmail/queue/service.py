@@ -1,10 +1,12 @@
 """A queue runner assembled from a Config: the real router and the real mailers.
 
 The command line (`-q`, `-qR…`, `-odi`) and the daemon (`-q30m`) call
-`runner_for_config()`; tests build `QueueRunner` with fakes instead. A mailer the
-configuration defines but this installation has no module for is given a deliverer that
-defers (the mail waits in the queue, nothing bounces); a mailer the configuration does
-not define at all bounces as "No such mailer".
+`runner_for_config()`; tests build `QueueRunner` with fakes instead. Mailers: local,
+prog and *file* as delivery/ does them, F=z ones by LMTP, other [IPC] ones by SMTP, any
+other with a program in P= (procmail ...) by running it. A mailer the configuration
+defines but this installation has no module for is given a deliverer that defers (the
+mail waits in the queue, nothing bounces); a mailer the configuration does not define at
+all bounces as "No such mailer".
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pysendmail.queue.deliverers import (
     LmtpDeliverer,
     LocalDeliverer,
     ProgDeliverer,
+    ProgramMailerDeliverer,
     RemoteDeliverer,
 )
 from pysendmail.queue.runner import (
@@ -133,7 +136,9 @@ def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> d
                     config, resolver, auth_lookup=smart_host_credentials(config)
                 )
             found[name] = RemoteDeliverer(remote, spec)
-    for name in config.mailers:
+    for name, spec in config.mailers.items():
+        if name not in found and spec.path.startswith("/"):
+            found[name] = ProgramMailerDeliverer(program, spec)  # procmail, scripts ...
         found.setdefault(name, Unavailable(name))
     return found
 
