@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pysendmail.config.model import CfFile, Config, MailerSpec, MapSpec
 from pysendmail.record import field, record
@@ -32,6 +33,10 @@ from pysendmail.rules.engine import (
 )
 from pysendmail.rules.tokenizer import TokenTables, macro_id
 from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
+
+if TYPE_CHECKING:  # both import dnspython: only a cf whose switch lists dns needs them
+    from pysendmail.dns import ResolverSettings
+    from pysendmail.rules.hostnames import DnsHosts
 
 VERSION = "8.17.1.9"
 STABSIZE = 2003
@@ -160,6 +165,13 @@ class FilesResolver:
         self.domain = domain
         self.services = tuple(services)
         self._lines: list[list[str]] | None = None
+        self.dns: DnsHosts | None = None  # set where the switch lists dns for hosts
+
+    def mx_hosts(self, name: str) -> list[str] | int:
+        """getmxrr() for -bt's /mx: none without DNS in the switch (as sendmail finds)."""
+        if self.dns is None:
+            return []
+        return self.dns.mx_hosts(name)
 
     def _entries(self) -> list[list[str]]:
         if self._lines is None:
@@ -212,13 +224,18 @@ class FilesResolver:
 
     def canonical_name(self, name: str) -> tuple[str | None, int]:
         found: str | None = None
+        status = mp.EX_NOTFOUND
         for service in self.services:
             if service == "files":
                 found = self._text_canonname(name)
+            elif service == "dns" and self.dns is not None:
+                found, answer = self.dns.canonical_name(name)
+                if answer == mp.EX_TEMPFAIL:
+                    status = answer
             if found is not None and (self.domain() is not None or "." in found):
                 break
         if found is None:
-            return None, mp.EX_NOTFOUND
+            return None, status
         dot = found.find(".")
         if dot < 0 or dot == len(found) - 1:
             mydom = self.domain()
@@ -466,6 +483,7 @@ def build_world(
     open_map: MapOpener | None = None,
     alias_lookup: AliasLookup | None = None,
     getpw: Callable[[str], Sequence[str] | None] | None = None,
+    dns_settings: ResolverSettings | None = None,
 ) -> RuleWorld:
     """Compile a parsed cf into a RuleWorld. `hostname` stands in for the machine's name."""
     complaints: list[str] = []
@@ -504,12 +522,20 @@ def build_world(
     for user, _loc in cf.trusted_users:
         for word in user.split():
             classes.add("t", word)
-    switch = read_service_switch(_option(cf, "ServiceSwitchFile"))
+    switch_file = _option(cf, "ServiceSwitchFile")
+    switch = read_service_switch(switch_file)
     resolver = FilesResolver(
         _option(cf, "HostsFile") or "/etc/hosts",
         lambda: _plain_macro(macros, "m"),
         switch.get("hosts", ["files"]),
     )
+    if dns_settings is not None or (switch_file and "dns" in resolver.services):
+        # only a switch file that says so sends the rules' host lookups to DNS
+        from pysendmail.rules.hostnames import DnsHosts
+
+        resolver.dns = DnsHosts(
+            dns_settings or _resolver_settings(cf, config), lambda: _plain_macro(macros, "m")
+        )
     # sendmail's load_if_names(): the loopback interface's literal and its name
     classes.add("w", "[127.0.0.1]")
     loopback_name, _status = resolver.name_of_address("127.0.0.1")
@@ -582,6 +608,17 @@ def build_world(
         help_file=_option(cf, "HelpFile"),
         complaints=complaints,
     )
+
+
+def _resolver_settings(cf: CfFile, config: Config | None) -> ResolverSettings:
+    """The resolver as remote delivery configures it (pysendmail.dns), from the cf."""
+    from pysendmail.dns import ResolverSettings
+
+    if config is not None:
+        return ResolverSettings.from_config(config)
+    servers = (_option(cf, "ResolverNameServers") or "").replace(",", " ").split()
+    port = _option(cf, "ResolverPort") or ""
+    return ResolverSettings(nameservers=tuple(servers), port=int(port) if port.isdigit() else 53)
 
 
 def _plain_macro(macros: Mapping[str, str], mid: str) -> str | None:

@@ -27,6 +27,7 @@ from pysendmail.sysexits import ExitCode
 EX_OK = int(ExitCode.OK)
 EX_NOTFOUND = int(ExitCode.NOHOST)
 EX_TEMPFAIL = int(ExitCode.TEMPFAIL)
+NULL_MX = -2  # getmxrr(): the domain says it takes no mail (RFC 7505)
 EX_UNAVAILABLE = int(ExitCode.UNAVAILABLE)
 EX_CONFIG = int(ExitCode.CONFIG)
 

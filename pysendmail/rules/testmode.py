@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from pysendmail.config.model import CfFile, Config
+from pysendmail.rules import maps as mp
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.address import (
     RF_HEADERADDR,
@@ -83,7 +84,7 @@ class TestMode:
         write: Callable[[str], None],
         *,
         help_file: str | None = None,
-        mx_lookup: Callable[[str], list[str]] | None = None,
+        mx_lookup: Callable[[str], list[str] | int] | None = None,
     ) -> None:
         self.world = world = world.session()
         self.write = write
@@ -299,9 +300,14 @@ class TestMode:
         if not host:
             self.out("Usage: /mx address\n")
             return
-        hosts = self.mx_lookup(host) if self.mx_lookup is not None else []
-        self.out(f"getmxrr({host}) returns {len(hosts)} value(s):\n")
-        for mx in hosts:
+        lookup = self.mx_lookup or self.world.resolver.mx_hosts
+        hosts = lookup(host)
+        if hosts == mp.NULL_MX:
+            self.out(f"getmxrr({host}) returns null MX (See RFC7505)\n")
+            return
+        count = hosts if isinstance(hosts, int) else len(hosts)
+        self.out(f"getmxrr({host}) returns {count} value(s):\n")
+        for mx in hosts if isinstance(hosts, list) else []:
             self.out(f"\t{mx}\n")
 
     def cmd_canon(self, host: str) -> None:
