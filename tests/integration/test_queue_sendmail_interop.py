@@ -63,7 +63,12 @@ def sendmail_env(oracle_dir):
         pytest.skip("Debian's sendmail-bin package could not be fetched and unpacked")
     if subprocess.run(["unshare", "-n", "-u", "true"], capture_output=True).returncode != 0:
         pytest.skip("cannot create network/UTS namespaces here")
-    base = Path(tempfile.mkdtemp(prefix=".sendmail-interop-", dir=REPO_ROOT))
+    # sendmail refuses files below a world-writable directory: a clone under /tmp (as in
+    # CI) uses a directory in the home directory instead.
+    parent = next(
+        (p for p in (REPO_ROOT, Path.home()) if p.is_dir() and _path_is_safe(p)), REPO_ROOT
+    )
+    base = Path(tempfile.mkdtemp(prefix=".sendmail-interop-", dir=parent))
     try:
         base.chmod(0o755)
         if not _path_is_safe(base):
