@@ -20,6 +20,7 @@ the parent, which may open the root-only df; the child only writes.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import pickle
 import socket
@@ -67,19 +68,32 @@ def _send_frame(sock: socket.socket, data: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
 
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 65536
+
+
 class _Child:
     """One forked writer, switched to `owner` for the rest of its life."""
 
-    def __init__(self, owner: MailboxOwner, keep_closed: list[socket.socket]) -> None:
+    def __init__(self, owner: MailboxOwner) -> None:
         self.owner = owner
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # the child: serve until the parent closes its end
             code = 0
             try:
-                ours.close()
-                for other in keep_closed:  # other children's wires are not ours
-                    other.close()
+                # keep only the wire: no listening socket, client connection, queue file
+                # or other child's wire of the parent stays open in a child that lives
+                # for the whole run (a client would not see its connection close)
+                # (with the collector off: a parent object found garbage here must not
+                # close a number this child has reused)
+                gc.disable()
+                wire = theirs.fileno()
+                os.closerange(3, wire)
+                os.closerange(wire + 1, _max_fd())
                 code = _serve(theirs, owner)
             finally:
                 os._exit(code)
@@ -182,8 +196,7 @@ class UserWriters:
         with self._lock:
             child = self._children.get(key)
             if child is None:
-                others = [c.sock for c in self._children.values()]
-                child = self._children[key] = _Child(owner, others)
+                child = self._children[key] = _Child(owner)
             try:
                 return child.run(operation, args, message)
             except (EOFError, ConnectionError, pickle.UnpicklingError) as err:

@@ -6,6 +6,7 @@ cannot be read is truncated away."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,3 +157,20 @@ def test_queue_run_keeps_the_children_for_the_run_and_ends_them_after(tmp_path, 
     )
     assert runner.run_one(qid).removed
     assert len(forks) == 3
+
+
+def test_a_writer_child_keeps_none_of_the_parents_files_open(spool):
+    """A child lives for the whole run: it must not hold, say, an SMTP client's socket
+    that the daemon has closed (the client would wait for the close)."""
+    read_end, write_end = os.pipe()
+    try:
+        with UserWriters() as writers:
+            assert deliver_local(_message(1), ["ann"], _settings(spool), writer=writers)[0]
+            os.close(write_end)  # the parent's only copy, if the child kept none
+            write_end = -1
+            ready, _, _ = select.select([read_end], [], [], 30)
+            assert ready and os.read(read_end, 1) == b""  # end of file: nobody else has it
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
