@@ -3,11 +3,14 @@
 Every error that can reach a user carries what each door needs to report it: the
 sysexits code (command line), the SMTP reply code and the enhanced status code
 (SMTP replies, DSNs). One object, so the exit status, the reply and the DSN agree.
+`Location` and `Diagnostic` live in pysendmail.location (importable from here too), so
+that loading the cached configuration does not import the exit codes' enum.
 """
 
 from __future__ import annotations
 
-from pysendmail.record import record
+from pysendmail.location import Diagnostic as Diagnostic
+from pysendmail.location import Location as Location
 from pysendmail.sysexits import ExitCode
 
 
@@ -84,18 +87,6 @@ class QueueError(TempFailure):
     status = "4.3.0"
 
 
-@record(frozen=True)
-class Location:
-    """Where a configuration item came from: file, line (1-based) and column (1-based)."""
-
-    file: str
-    line: int
-    column: int = 1
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
 class ConfigError(MailError):
     """A configuration file that cannot be used. `str()` gives `file:line:col: message`."""
 
@@ -107,15 +98,3 @@ class ConfigError(MailError):
         self.message = message
         self.location = location
         super().__init__(f"{location}: {message}" if location else message)
-
-
-@record(frozen=True)
-class Diagnostic:
-    """A warning or error found in a configuration file, kept for `pysendmail-cf check`."""
-
-    location: Location
-    message: str
-    severity: str = "warning"  # "warning" or "error"
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.severity}: {self.message}"

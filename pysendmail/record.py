@@ -17,12 +17,12 @@ defined in the class body wins over the generated one, `replace()`, `fields()`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from operator import attrgetter
 
 # typing is not imported at run time: it is a sixth of `sendmail -t -i`'s start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform
 
     T = TypeVar("T")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pysendmail.errors import Diagnostic, Location
+from pysendmail.location import Diagnostic, Location
 from pysendmail.record import field, record
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
