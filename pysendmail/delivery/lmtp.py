@@ -37,7 +37,14 @@ from pysendmail.delivery.prog import (
     mailer_wait,
     spawn_program,
 )
-from pysendmail.delivery.remote import parse_destination, reply_result, smtp_data_stream
+from pysendmail.delivery.remote import (
+    RemoteRecipient,
+    dsn_mail_params,
+    dsn_rcpt_params,
+    parse_destination,
+    reply_result,
+    smtp_data_stream,
+)
 from pysendmail.delivery.result import DeliveryResult
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
 from pysendmail.envelope import ControllingUser
@@ -55,6 +62,8 @@ class LmtpTarget:
     user: str
     host: str = ""
     controlling_user: ControllingUser | RunIdentity | None = None
+    notify: frozenset[str] | None = None  # DSN NOTIFY= values, when the sender gave them
+    orcpt: str | None = None  # DSN ORCPT= as queued
 
 
 @record(frozen=True)
@@ -85,9 +94,12 @@ def deliver_lmtp(
     settings: LmtpSettings,
     *,
     allow_root: bool = False,
+    ret: str | None = None,
+    envid: str | None = None,
 ) -> list[DeliveryResult]:
     """One LMTP transaction for `targets`; one DeliveryResult per target, in order.
-    Never raises for a delivery problem."""
+    The DSN parameters (`ret`, `envid`, each target's NOTIFY= and ORCPT=) go to a
+    server that offers DSN. Never raises for a delivery problem."""
     if not targets:
         return []
     proc: subprocess.Popen[bytes] | None = None
@@ -102,7 +114,16 @@ def deliver_lmtp(
             DeliveryResult.deferred(t.recipient, failure.text, failure.status, mailer=mailer.name)
             for t in targets
         ]
-    client = LmtpClient(settings.lhlo_name, bare_sender(message.sender), [t.user for t in targets])
+    client = LmtpClient(
+        settings.lhlo_name,
+        bare_sender(message.sender),
+        [t.user for t in targets],
+        dsn_mail_params=dsn_mail_params(ret, envid),
+        dsn_rcpt_params=[
+            dsn_rcpt_params(RemoteRecipient(t.user, notify=t.notify, orcpt=t.orcpt))
+            for t in targets
+        ],
+    )
     try:
         channel.settimeout(settings.timeout)
         converse(channel, client, message)

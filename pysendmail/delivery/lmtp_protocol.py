@@ -70,14 +70,15 @@ class LmtpClient:
         sender: str,
         recipients: list[str],
         *,
-        mail_params: str = "",
-        rcpt_params: list[str] | None = None,
+        dsn_mail_params: str = "",
+        dsn_rcpt_params: list[str] | None = None,
     ) -> None:
         self.lhlo_name = lhlo_name
         self.sender = sender
         self.recipients = recipients
-        self.mail_params = mail_params
-        self.rcpt_params = rcpt_params or [""] * len(recipients)
+        # DSN parameters (RET=, ENVID=; NOTIFY=, ORCPT=), sent only if LHLO offers DSN
+        self.dsn_mail_params = dsn_mail_params
+        self.dsn_rcpt_params = dsn_rcpt_params or [""] * len(recipients)
         self.phase = Phase.GREETING
         self.results: list[Reply | None] = [None] * len(recipients)
         self.failure: Reply | None = None  # what ended the dialogue early
@@ -132,7 +133,8 @@ class LmtpClient:
             if code != 250:
                 return self._fail(reply)
             self.phase = Phase.MAIL
-            return self._line(f"MAIL FROM:<{self.sender}>{self.mail_params}")
+            params = self.dsn_mail_params if "DSN" in self.extensions else ""
+            return self._line(f"MAIL FROM:<{self.sender}>{params}")
         if phase is Phase.MAIL:
             if code != 250:
                 # every recipient gets the MAIL reply: 5xx bounces them, 4xx defers
@@ -169,7 +171,8 @@ class LmtpClient:
             index = self._next_rcpt
             self._next_rcpt += 1
             self.phase = Phase.RCPT
-            return self._line(f"RCPT TO:<{self.recipients[index]}>{self.rcpt_params[index]}")
+            params = self.dsn_rcpt_params[index] if "DSN" in self.extensions else ""
+            return self._line(f"RCPT TO:<{self.recipients[index]}>{params}")
         if not self._accepted:
             return self._quit()
         self.phase = Phase.DATA

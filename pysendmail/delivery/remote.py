@@ -553,17 +553,26 @@ def _mail_params(
         params.append(f"SIZE={size}")
     if eight_bit_body and client.has_extn("8bitmime"):
         params.append("BODY=8BITMIME")
-    if client.has_extn("dsn"):
-        if ret:
-            params.append(f"RET={ret.upper()}")
-        if envid:
-            params.append(f"ENVID={_xtext(envid)}")
-    return "".join(" " + p for p in params)
+    mail = "".join(" " + p for p in params)
+    return mail + (dsn_mail_params(ret, envid) if client.has_extn("dsn") else "")
 
 
 def _rcpt_params(client: smtplib.SMTP, recipient: RemoteRecipient) -> str:
-    if not client.has_extn("dsn"):
-        return ""
+    return dsn_rcpt_params(recipient) if client.has_extn("dsn") else ""
+
+
+def dsn_mail_params(ret: str | None, envid: str | None) -> str:
+    """` RET=... ENVID=...` for a MAIL command to a peer that offers DSN (SMTP or LMTP)."""
+    params = []
+    if ret:
+        params.append(f"RET={ret.upper()}")
+    if envid:
+        params.append(f"ENVID={_xtext(envid)}")
+    return "".join(" " + p for p in params)
+
+
+def dsn_rcpt_params(recipient: RemoteRecipient) -> str:
+    """` NOTIFY=... ORCPT=...` for an RCPT command to a peer that offers DSN."""
     params = []
     if recipient.notify:
         params.append("NOTIFY=" + ",".join(sorted(n.upper() for n in recipient.notify)))

@@ -214,10 +214,22 @@ class LmtpDeliverer:
         by_host: dict[str, list[int]] = {}
         for index, delivery in enumerate(deliveries):
             by_host.setdefault(str(getattr(delivery, "host", "") or "").lower(), []).append(index)
+        queue_file = message.queue_file
+        ret = None
+        if queue_file.has_flag("d"):
+            ret = "HDRS" if queue_file.has_flag("n") else "FULL"
         results: dict[int, DeliveryResult] = {}
         for indexes in by_host.values():
             targets = [self._target(message, deliveries[i]) for i in indexes]
-            sent = deliver_lmtp(out, targets, self.mailer, self.settings, allow_root=self.local)
+            sent = deliver_lmtp(
+                out,
+                targets,
+                self.mailer,
+                self.settings,
+                allow_root=self.local,
+                ret=ret,
+                envid=queue_file.envid,
+            )
             results.update(zip(indexes, sent, strict=True))
         return [results[i] for i in range(len(deliveries))]
 
@@ -228,11 +240,15 @@ class LmtpDeliverer:
         controlling = getattr(delivery, "controlling_user", None)
         if controlling is None and self.local:
             controlling = lookup_user(user.split("+", 1)[0])
+        origin = message.recipient_of(delivery) if hasattr(message, "recipient_of") else None
+        notify = origin.notify if origin is not None and "N" in origin.flags else None
         return LmtpTarget(
             recipient=_recipient_of(message, delivery),
             user=user if self.local else bare(user),
             host=str(getattr(delivery, "host", "") or ""),
             controlling_user=controlling,
+            notify=frozenset(str(n) for n in notify) if notify else None,
+            orcpt=origin.orcpt if origin is not None else None,
         )
 
 

@@ -6,7 +6,7 @@ Each accepted recipient's copy is written to DIR/<local part>.N. The local part 
 what the server does: `nobody` is refused at RCPT (550 5.1.1), `full` accepted at RCPT
 and then refused after the final dot with 452 4.2.2, `gone` refused after the dot with
 550 5.2.1, anyone else gets 250 after the dot. The connection log (DIR/connections)
-gets one line per session.
+gets one line per session, DIR/commands every MAIL and RCPT line. It offers DSN.
 """
 
 from __future__ import annotations
@@ -41,9 +41,13 @@ def serve_session(rfile: BinaryIO, wfile: BinaryIO, spool: Path) -> None:
             return
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         verb = line[:4].upper()
+        if verb in ("MAIL", "RCPT"):
+            with _lock, open(spool / "commands", "a") as commands:
+                commands.write(line + "\n")
         if verb == "LHLO":
             say("250-lmtp.test")
             say("250-PIPELINING")
+            say("250-DSN")
             say("250 ENHANCEDSTATUSCODES")
         elif verb == "MAIL":
             sender, rcpts = line[10:].strip().strip("<>"), []

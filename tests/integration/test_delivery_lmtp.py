@@ -20,7 +20,7 @@ import pytest
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.lmtp import LmtpSettings
 from pysendmail.delivery.prog import ProgramSettings
-from pysendmail.envelope import Envelope, Recipient
+from pysendmail.envelope import Envelope, Notify, Recipient, Ret
 from pysendmail.errors import Location
 from pysendmail.headers import Header
 from pysendmail.queue import service
@@ -187,3 +187,37 @@ def test_config_with_an_lmtp_local_mailer_delivers_by_lmtp(tmp_path, spool):
     )
     builtin = service.deliverers_for_config(make_config(mailers={"local": mail_local}))
     assert not isinstance(builtin["local"], LmtpDeliverer)
+
+
+def test_dsn_parameters_of_the_queue_reach_an_lmtp_server_that_offers_dsn(
+    tmp_path, spool, tcp_server
+):
+    store = QueueStore(tmp_path / "mqueue")
+    store.queue_dir.mkdir()
+    qid = store.enqueue(
+        Envelope(
+            sender="<alice@example.com>",
+            recipients=[
+                Recipient(
+                    "<ann@lmtp.test>",
+                    notify=frozenset({Notify.SUCCESS, Notify.FAILURE}),
+                    orcpt="rfc822;ann+x@lmtp.test",
+                )
+            ],
+            ret=Ret.HDRS,
+            envid="env 1",
+        ),
+        [Header("Subject", "dsn over lmtp")],
+        b"body\n",
+        hostname="mail.example.com",
+    )
+    mailer = MailerSpec(
+        "lmtp", {"P": "[IPC]", "F": "lsDFMnqXz", "A": f"TCP $h {tcp_server}"}, Location("t", 1)
+    )
+    outcome = _runner(store, mailer, "[127.0.0.1]").run_one(qid)
+    assert outcome.sent == ["<ann@lmtp.test>"]
+    commands = (spool / "commands").read_text().splitlines()
+    assert commands == [
+        "MAIL FROM:<alice@example.com> RET=HDRS ENVID=env+201",
+        "RCPT TO:<ann@lmtp.test> NOTIFY=FAILURE,SUCCESS ORCPT=rfc822;ann+2Bx@lmtp.test",
+    ]

@@ -67,3 +67,18 @@ def test_refused_greeting_and_garbage_end_the_dialogue():
     garbage = _client("ann")
     assert garbage.receive(b"hello there\r\n") == b""
     assert garbage.done and garbage.failure == (0, "hello there")
+
+
+def test_dsn_parameters_go_only_to_a_server_that_offers_dsn():
+    def dialogue(lhlo_reply: bytes) -> bytes:
+        client = LmtpClient(
+            "mx", "a@b", ["ann"], dsn_mail_params=" RET=HDRS", dsn_rcpt_params=[" NOTIFY=NEVER"]
+        )
+        client.receive(b"220 hi\r\n")
+        sent = client.receive(lhlo_reply)
+        return sent + client.receive(b"250 ok\r\n")
+
+    assert dialogue(b"250-lmtp\r\n250 DSN\r\n") == (
+        b"MAIL FROM:<a@b> RET=HDRS\r\nRCPT TO:<ann> NOTIFY=NEVER\r\n"
+    )
+    assert dialogue(b"250 lmtp\r\n") == b"MAIL FROM:<a@b>\r\nRCPT TO:<ann>\r\n"
