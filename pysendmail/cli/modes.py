@@ -17,19 +17,47 @@ from pysendmail.cli.sendmail import Unavailable
 Runner = Callable[[Invocation, TextIO, TextIO], int]
 
 
+# The one queue group pysendmail has: sendmail's default group.
+DEFAULT_QUEUE_GROUP = "mqueue"
+
+
+def _unknown_group(inv: Invocation, out: TextIO) -> bool:
+    """-qG<name> for a group that does not exist: sendmail says so (and exits 0)."""
+    group = inv.queue_run.queue_group if inv.queue_run is not None else None
+    if group is None or group == DEFAULT_QUEUE_GROUP:
+        return False
+    out.write(f"Queue group {group} unknown\n")
+    return True
+
+
 def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
-    """-bp / mailq: the queue listing."""
-    from pysendmail.cli import runtime
+    """-bp / mailq: the queue listing (-qQ the quarantined items, -qL the lost ones;
+    -qI/-qR/-qS/-qQsubstr narrow it; -qGmqueue lists the group without a total)."""
+    import os
+
+    from pysendmail.cli import quarantine, runtime
     from pysendmail.queue import listing
+    from pysendmail.sysexits import ExitCode
 
     config = runtime.load_config(inv)
+    if _unknown_group(inv, out):
+        return int(ExitCode.OK)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
     if inv.json_listing:
         text, status = listing.list_queue_json(queue_dir)
-    else:
-        text, status = listing.list_queue(queue_dir, verbose=inv.verbose)
+        out.write(text)
+        return status
+    try:
+        messages = quarantine.select(queue_dir, inv.queue_run)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        out.write(f"can not chdir({queue_dir}/): {reason}\n")
+        return int(ExitCode.CONFIG)
+    text = listing.format_listing(queue_dir, messages, inv.verbose)
+    if inv.queue_run is not None and inv.queue_run.queue_group is not None:
+        text = text[: text.rindex("\t\tTotal requests:")]
     out.write(text)
-    return status
+    return int(ExitCode.OK)
 
 
 def _host_status_dir(config, out: TextIO) -> str | None:
@@ -158,11 +186,14 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO) -> int:
     from pysendmail.sysexits import ExitCode
 
     request = inv.queue_run
-    if request is not None and (
-        request.quarantine_reasons or request.queue_group or request.lost_items
-    ):
-        raise Unavailable(cli.MODE_QUEUE_RUN)
     config = runtime.load_config(inv)
+    if _unknown_group(inv, out):
+        return int(ExitCode.OK)
+    if inv.quarantining:
+        return _quarantine(inv, config, out)
+    if request is not None and (request.quarantine_reasons or request.lost_items):
+        # Delivering quarantined (hf) or lost (Qf) items is not done here (yet).
+        raise Unavailable(cli.MODE_QUEUE_RUN)
     if os.getuid() == 0:
         runtime.take_in_submissions(config)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
@@ -184,6 +215,26 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO) -> int:
             runtime.take_in_submissions(config)
         runner.run(filters)
         stop.wait(interval)
+    return int(ExitCode.OK)
+
+
+def _quarantine(inv: Invocation, config, out: TextIO) -> int:
+    """-Q reason / -Q: quarantine or release the items the -q limits select."""
+    import os
+
+    from pysendmail.cli import quarantine
+    from pysendmail.sysexits import ExitCode
+
+    request = inv.queue_run
+    if request is not None and request.lost_items:
+        out.write("Can not use -Q with -qL\n")
+        return int(ExitCode.USAGE)
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    if not os.path.isdir(queue_dir):
+        out.write(f"can not chdir({queue_dir}/): No such file or directory\n")
+        return int(ExitCode.CONFIG)
+    reason = inv.quarantine_reason
+    quarantine.quarantine_queue(queue_dir, request, reason, out, verbose=inv.verbose)
     return int(ExitCode.OK)
 
 

@@ -112,7 +112,8 @@ class Invocation:
     gateway: bool = False  # -G: relay (gateway) submission
     no_alias: bool = False  # -n
     queue_run: QueueRunRequest | None = None
-    quarantine_reason: str | None = None  # -Q
+    quarantine_reason: str | None = None  # -Q reason; None with -Q alone: release
+    quarantining: bool = False  # -Q was given
     log_label: str | None = None  # -L
     traffic_log: str | None = None  # -X
     recipients: list[str] = field(default_factory=list)
@@ -365,6 +366,13 @@ def _apply(inv: Invocation, letter: str, value: str) -> None:
         if protocol:
             inv.macros["r"] = protocol
     elif letter == "Q":
+        if inv.mode not in (MODE_DELIVER, MODE_QUEUE_RUN):
+            inv.errors.append(f"Can not use -Q with -b{inv.mode}")
+            return
+        # -Q turns a submission into an operation on the queue, as in sendmail.
+        inv.mode = MODE_QUEUE_RUN
+        inv.full_name = None
+        inv.quarantining = True
         inv.quarantine_reason = None if value == "." else value
     elif letter == "q":
         _queue_limit(inv, value)

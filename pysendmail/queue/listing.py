@@ -42,6 +42,8 @@ class ListedMessage:
     sender: str = ""
     status: str = ""
     body_type: str = ""
+    quarantine: str = ""  # the `q` line of a quarantined (hf) item
+    lost: bool = False  # a Qf item (-qL): marked `?`
     # What the listing prints after the sender, in qf order: ("C", text) or ("R", address).
     entries: list[tuple[str, str]] = field(default_factory=list)
 
@@ -58,30 +60,31 @@ class ListedMessage:
         return out
 
 
-def gather(queue_dir: str) -> list[ListedMessage]:
-    """Every message in `queue_dir`, sorted as sendmail sorts the listing.
+def gather(queue_dir: str, prefix: str = "qf") -> list[ListedMessage]:
+    """Every message in `queue_dir`, sorted as sendmail sorts the listing: the normal
+    items (`qf`), or with `prefix` the quarantined (`hf`, -qQ) or lost (`Qf`, -qL) ones.
 
     Raises OSError when the directory cannot be read.
     """
     with os.scandir(queue_dir) as entries:
-        names = [e.name for e in entries if e.name.startswith("qf")]
+        names = [e.name for e in entries if e.name.startswith(prefix)]
     dir_fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        messages = [_scan(dir_fd, name[2:]) for name in names]
+        messages = [_scan(dir_fd, name[2:], prefix) for name in names]
     finally:
         os.close(dir_fd)
     messages.sort(key=lambda m: m.priority)
     return messages
 
 
-def _scan(dir_fd: int, qid: str) -> ListedMessage:
+def _scan(dir_fd: int, qid: str, prefix: str = "qf") -> ListedMessage:
     try:
         size = os.stat(f"df{qid}", dir_fd=dir_fd).st_size
     except OSError:
         size = -1
-    message = ListedMessage(qid=qid, size=size)
+    message = ListedMessage(qid=qid, size=size, lost=prefix == "Qf")
     try:
-        fd = os.open(f"qf{qid}", os.O_RDONLY, dir_fd=dir_fd)
+        fd = os.open(f"{prefix}{qid}", os.O_RDONLY, dir_fd=dir_fd)
     except OSError:
         message.completed = True
         return message
@@ -112,7 +115,15 @@ def _scan(dir_fd: int, qid: str) -> ListedMessage:
 
 
 _NUMBERS = {b"P": "priority", b"T": "queued_at", b"K": "last_attempt", b"N": "attempts"}
-_TEXTS = {b"F": "flags", b"S": "sender", b"M": "status", b"B": "body_type", b"C": "", b"R": ""}
+_TEXTS = {
+    b"F": "flags",
+    b"S": "sender",
+    b"M": "status",
+    b"B": "body_type",
+    b"q": "quarantine",
+    b"C": "",
+    b"R": "",
+}
 
 
 def _read_envelope_part(fd: int) -> bytes:
@@ -181,7 +192,7 @@ def format_listing(display_dir: str, messages: list[ListedMessage], verbose: boo
 
 
 def _format_message(message: ListedMessage, verbose: bool) -> str:
-    mark = "*" if message.locked else " "
+    mark = "*" if message.locked else ("?" if message.lost else " ")
     out = [f"{message.qid:>13}{mark}"]
     if message.completed:
         out.append(f"{'':8} (job completed)\n")
@@ -198,6 +209,8 @@ def _format_message(message: ListedMessage, verbose: bool) -> str:
         out.append(f"\n    {message.body_type[:10]:>10}")
         if message.status:
             out.append(f"   ({message.status[: 100 if verbose else 60]})")
+    if message.quarantine:
+        out.append(f"\n    QUARANTINE: {message.quarantine[: 100 if verbose else 60]}")
     for kind, text in message.entries:
         if kind == "C":
             if verbose:
@@ -213,12 +226,12 @@ def _format_message(message: ListedMessage, verbose: bool) -> str:
 
 
 def list_queue(
-    queue_dir: str, *, verbose: bool = False, display_dir: str | None = None
+    queue_dir: str, *, verbose: bool = False, display_dir: str | None = None, prefix: str = "qf"
 ) -> tuple[str, int]:
-    """`mailq` / `sendmail -bp` [-v]: (stdout text, exit status)."""
+    """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status)."""
     shown = display_dir if display_dir is not None else queue_dir
     try:
-        messages = gather(queue_dir)
+        messages = gather(queue_dir, prefix)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         return f"can not chdir({shown}/): {reason}\n", int(ExitCode.CONFIG)
