@@ -175,11 +175,12 @@ def _run_filters(inv: Invocation) -> list:
     ]
 
 
-def _queue_run(inv: Invocation, out: TextIO, err: TextIO) -> int:
-    """-q[time] [-qI/R/S substr]: take in what users handed over, then run the queue."""
+def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool = False) -> int:
+    """-q[time] [-qI/R/S substr]: take in what users handed over, then run the queue.
+
+    With an interval it is a persistent queue runner: detached, as sendmail's (its pid in
+    PidFile), unless -qf/-qp keep it in the foreground or it already runs beside -bd."""
     import os
-    import signal
-    import threading
 
     from pysendmail.cli import runtime
     from pysendmail.queue.service import runner_for_config
@@ -205,17 +206,55 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO) -> int:
     if request is None or request.interval is None:
         runner.run(filters)
         return int(ExitCode.OK)
-    # -q<interval>: runs in the foreground until SIGTERM or SIGINT.
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     interval = cli.parse_duration(request.interval) or 0
-    while not stop.is_set():
+    if beside_daemon or request.foreground:
+        _run_every(interval, config, runner, filters)
+        return int(ExitCode.OK)
+    from pysendmail.daemons.smtpd import detach, write_pid_file
+
+    out.flush()
+    detach()
+    pid_file = str(config.option("PidFile") or "")
+    try:
+        if pid_file:
+            write_pid_file(pid_file, inv.source_argv)
+    except OSError:
+        pid_file = ""
+    try:
+        _run_every(interval, config, runner, filters)
+    finally:
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
+    return int(ExitCode.OK)
+
+
+def _run_every(interval: int, config, runner, filters: list) -> None:
+    """Queue runs `interval` seconds apart until SIGTERM or SIGINT. The handlers set a
+    plain flag that the loop polls (an Event set from a handler can deadlock)."""
+    import os
+    import signal
+    import time
+
+    from pysendmail.cli import runtime
+
+    stopped = {"now": False}
+
+    def stop(signum: int, frame: object) -> None:
+        stopped["now"] = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    while not stopped["now"]:
         if os.getuid() == 0:
             runtime.take_in_submissions(config)
         runner.run(filters)
-        stop.wait(interval)
-    return int(ExitCode.OK)
+        runner.store.cleanup()
+        next_run = time.monotonic() + interval
+        while not stopped["now"] and time.monotonic() < next_run:
+            time.sleep(min(0.2, max(next_run - time.monotonic(), 0)))
 
 
 def _quarantine(inv: Invocation, config, out: TextIO) -> int:
@@ -342,7 +381,7 @@ def _start_queue_runner(inv: Invocation) -> None:
         queue_inv.mode = cli.MODE_QUEUE_RUN
         import io
 
-        status = _queue_run(queue_inv, io.StringIO(), io.StringIO())
+        status = _queue_run(queue_inv, io.StringIO(), io.StringIO(), beside_daemon=True)
     except BaseException:
         status = 1
     finally:
