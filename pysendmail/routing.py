@@ -508,6 +508,18 @@ class Router:
             user = user.lower()
         return Route(LOCAL_MAILER, "", user)
 
+    def hub_route(self, user: str) -> Route | None:
+        """Ruleset 5 of a cf with a mail hub (DH: FEATURE(nullclient), MAIL_HUB): a local
+        name that no alias took goes to the hub, `[mailer:]hub`, relay by default, as
+        `user@hub`; only when the local mailer asks for ruleset 5 (F=5)."""
+        hub = self.config.mail_hub
+        if not hub or "5" not in self._mailer_flags(LOCAL_MAILER):
+            return None
+        mailer, sep, host = hub.partition(":")
+        if not sep:
+            mailer, host = "relay", hub
+        return Route(mailer or "relay", host, f"{user}@{host}")
+
     def _smart_host_route(self, user: str, *, literal: bool = False) -> Route | None:
         """DS: `mailer:host`, or a bare host taken by relay (esmtp for an IP literal)."""
         smart_host = self.config.smart_host
@@ -918,12 +930,27 @@ class _Run:
                 original=original,
             )
             return
+        hub = router.hub_route(user)
+        if hub is not None:
+            self.to_hub(entry, hub, original)
+            return
         account = router.users(base)
         if account is None:
             entry.state = "bad"
             self.error(entry.address, UserUnknown("User unknown"))
             return
         self.forward(entry, account, level, original)
+
+    def to_hub(self, entry: _Entry, hub: Route, original: str) -> None:
+        """Ruleset 5 sent a local name to the mail hub: that delivery replaces it."""
+        key = (hub.mailer, hub.host.lower(), hub.user.lower())
+        entry.state = "expanded"
+        if key in self.by_key:
+            return
+        delivery = Delivery(hub.mailer, hub.host, hub.user, original, entry.address)
+        hubbed = _Entry(key, entry.address, "ok", entry.top_level, delivery)
+        self.by_key[key] = hubbed
+        self.queue.append(hubbed)
 
     def forward(self, entry: _Entry, account: LocalUser, level: int, original: str) -> None:
         router = self.router

@@ -33,8 +33,7 @@ CASES = {
 # newaliases_argv0 (its alias file: see the tables tests), submit_odi_* and
 # t_to_cc_bcc_deliver (immediate delivery through the fixture's mailer; the unknown host
 # and its dead.letter in test_cli_deadletter), untrusted_*
-# (run as mallory: see test_cli_handoff and test_cli_submit_fixtures), nullclient_bv
-# (routing resolves a local name locally under FEATURE(nullclient): a routing matter).
+# (run as mallory: see test_cli_handoff and test_cli_submit_fixtures).
 OUTPUT_CASES = [
     name
     for name in CASES
@@ -48,6 +47,7 @@ OUTPUT_CASES = [
         "bad_d_flag",
         "bD_with_bv",
         "bh",
+        "nullclient_bv",
         "submit_no_recipients",
         "t_no_recipients",
     }
