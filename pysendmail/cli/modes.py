@@ -345,6 +345,8 @@ def _smtp_daemon(foreground: bool) -> Runner:
         if config.startup_note:
             err.write(f"pysendmail: {config.startup_note}\n")
             err.flush()
+        if os.getuid() == 0:
+            runtime.take_in_submissions(config)
         if inv.queue_run is not None and inv.queue_run.interval is not None:
             _start_queue_runner(inv)
         out.flush()
@@ -355,10 +357,33 @@ def _smtp_daemon(foreground: bool) -> Runner:
                 foreground,
                 rebuild=lambda: runtime.load_config(inv),
                 argv=inv.source_argv,
+                companion=_local_socket(config),
             )
         )
 
     return run
+
+
+def _local_socket(config):
+    """The daemon's local submission socket (started by run_daemon once detached)."""
+
+    def start(service_ref):
+        import logging
+
+        from pysendmail.cli.socketsubmit import socket_path
+        from pysendmail.daemons.localsubmit import LocalSubmitServer
+
+        queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+        server = LocalSubmitServer(socket_path(queue_dir), service_ref)
+        try:
+            server.start()
+        except OSError as error:
+            # Users still hand their mail over through the submission directory.
+            logging.getLogger("pysendmail").error("no local submission socket: %s", error)
+            return lambda: None
+        return server.stop
+
+    return start
 
 
 def _start_queue_runner(inv: Invocation) -> None:

@@ -495,13 +495,7 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
         if not inv.read_recipients and not inv.recipients:
             out.write(NO_RECIPIENTS + "\n")
             return int(ExitCode.USAGE)
-        try:
-            from pysendmail.cli import handoff
-        except ImportError as exc:
-            from pysendmail.cli.sendmail import Unavailable
-
-            raise Unavailable(inv.mode) from exc
-        return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
+        return _hand_over(ctx, inv, caller, out, err)
     outcome = submit(ctx, inv, caller, sys.stdin.buffer, out)
     queued = [q for q in (outcome.qid, outcome.report_qid) if q]
     if not queued or ctx.delivery_mode in ("q", "d"):
@@ -514,6 +508,24 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
     # disconnect() makes them.
     _deliver_in_background(config, queued)
     return outcome.exit_code
+
+
+def _hand_over(
+    ctx: SubmitContext, inv: Invocation, caller: Caller, out: TextIO, err: TextIO
+) -> int:
+    """A user who may not write the queue: the running daemon's local socket, else (no
+    daemon, or it cannot take the message now) the submission directory."""
+    from pysendmail.cli import handoff, socketsubmit
+
+    path = socketsubmit.socket_path(ctx.queue_dir)
+    if not os.path.exists(path):
+        return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
+    spool = socketsubmit.Spool(sys.stdin.buffer, ctx.ignore_dots)
+    sender = inv.sender if inv.sender is not None else caller.name
+    status = socketsubmit.submit(path, inv, sender, spool, out, old_style=ctx.old_style_headers)
+    if status is not None:
+        return status
+    return handoff.hand_over(ctx, inv, caller, spool.as_stream(drop_bcc=False), out, err)
 
 
 def _failure_hook(ctx: SubmitContext, caller: Caller, out: TextIO):

@@ -826,6 +826,7 @@ def run_daemon(
     rebuild: Callable[[], Config] | None = None,
     argv: list[str] | None = None,
     service: SmtpService | None = None,
+    companion: Callable[[Callable[[], SmtpService]], Callable[[], None]] | None = None,
 ) -> int:
     """`-bd` (foreground False: detach, as sendmail does) and `-bD`.
 
@@ -854,6 +855,9 @@ def run_daemon(
         fresh = translate(config.cf_path, hostname=config.hostname)
         return service_from_config(fresh, deliver_queued=True)
 
+    # Started after detaching (threads do not survive fork): given the current service,
+    # it returns its own stop (the local submission socket of cli/modes.py).
+    stop_companion = companion(server._current) if companion is not None else None
     workers = worker_count(config)
     try:
         if workers > 1:
@@ -861,6 +865,8 @@ def run_daemon(
         else:
             serve_until_signalled(server, rebuild_service)
     finally:
+        if stop_companion is not None:
+            stop_companion()
         if pid_file:
             try:
                 os.unlink(str(pid_file))
