@@ -192,9 +192,6 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool
         return int(ExitCode.OK)
     if inv.quarantining:
         return _quarantine(inv, config, out)
-    if request is not None and (request.quarantine_reasons or request.lost_items):
-        # Delivering quarantined (hf) or lost (Qf) items is not done here (yet).
-        raise Unavailable(cli.MODE_QUEUE_RUN)
     if os.getuid() == 0:
         runtime.take_in_submissions(config)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
@@ -202,6 +199,11 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool
         out.write(f"can not chdir({queue_dir}/): No such file or directory\n")
         return int(ExitCode.CONFIG)
     runner = runner_for_config(config, verbose=out if inv.verbose else None)
+    if request is not None and (request.quarantine_reasons or request.lost_items):
+        from pysendmail.cli import quarantine
+
+        quarantine.run_items(queue_dir, request, runner, out if inv.verbose else None)
+        return int(ExitCode.OK)
     filters = _run_filters(inv)
     if request is None or request.interval is None:
         runner.run(filters)

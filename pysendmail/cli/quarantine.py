@@ -185,3 +185,48 @@ def _replace(queue_dir: str, qid: str, old: str, new: str, data: bytes, out: Tex
     finally:
         os.close(dir_fd)
     return True
+
+
+def run_items(queue_dir: str, request: QueueRunRequest, runner, out: TextIO | None) -> int:
+    """-qQ / -qL runs: the quarantined (or lost) items the request selects are delivered
+    like queued ones, as sendmail runs them in that queue mode. Each is renamed to `qf`
+    for its attempt; a quarantined item that is still queued afterwards is hidden again
+    (`hf`); a lost one stays a normal item if it can be read now (the store loses it
+    again if it cannot). Returns how many were attempted."""
+    prefix = prefix_of(request)
+    messages = select(queue_dir, request)
+    attempted = 0
+    for number, message in enumerate(messages, 1):
+        if out is not None:
+            out.write(
+                f"\nRunning {queue_dir}/{message.qid} (sequence {number} of {len(messages)})\n"
+            )
+        hidden = os.path.join(queue_dir, f"{prefix}{message.qid}")
+        visible = os.path.join(queue_dir, f"{NORMAL}{message.qid}")
+        if not _rename_unlocked(hidden, visible):
+            continue
+        attempted += 1
+        try:
+            runner.run_one(message.qid)
+        finally:
+            if prefix == QUARANTINED and os.path.exists(visible):
+                _rename_unlocked(visible, hidden)
+    return attempted
+
+
+def _rename_unlocked(source: str, target: str) -> bool:
+    """Rename `source` unless another process holds its lock (or it is gone)."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.path.exists(target):
+            return False
+        os.rename(source, target)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

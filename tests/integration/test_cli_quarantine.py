@@ -4,6 +4,7 @@ checkout's `sendmail` on the office cf over messages it queued itself with -odq.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -129,3 +130,41 @@ def test_queue_groups(queue: Queue) -> None:
 def test_Q_is_refused_with_other_modes(queue: Queue) -> None:
     result = queue.sendmail("-bp", "-Q", "reason")
     assert (result.stdout, result.returncode) == (b"Can not use -Q with -bp\n", 64)
+
+
+@pytest.fixture
+def boxes(oracle_dir: Path):
+    path = oracle_dir / "configs" / "office" / "mailboxes"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_qQ_run_delivers_quarantined_items_and_keeps_the_deferred_ones(
+    queue: Queue, boxes: Path
+) -> None:
+    local = queue.submit("alice")
+    remote = queue.submit("user@remote.example.net")  # deferred: nothing leaves loopback
+    normal = queue.submit("bob")
+    queue.sendmail("-Q", "held", f"-qI{local}")
+    queue.sendmail("-Q", "held", f"-qI{remote}")
+
+    result = queue.sendmail("-qQ", "-v")
+    assert result.returncode == 0
+    assert f"Running {queue.dir}/{local} (sequence" in result.stdout.decode()
+    assert "body" in (boxes / "alice").read_text()
+    assert not (boxes / "bob").exists()  # -qQ runs only the quarantined items
+    assert queue.files("hf") == [remote]
+    assert b"\nqheld\n" in (queue.dir / f"hf{remote}").read_bytes()
+    assert queue.files("qf") == [normal]
+
+
+def test_qL_run_takes_back_a_lost_item_that_reads_again(queue: Queue, boxes: Path) -> None:
+    qid = queue.submit("alice")
+    (queue.dir / f"qf{qid}").rename(queue.dir / f"Qf{qid}")
+    assert queue.sendmail("-q").returncode == 0
+    assert queue.files("Qf") == [qid]  # a normal run leaves lost items alone
+    assert queue.sendmail("-qL").returncode == 0
+    assert queue.files("Qf") == [] and queue.files("qf") == []
+    assert "body" in (boxes / "alice").read_text()
