@@ -8,7 +8,8 @@ smuggles a line break), and the exit status. The body is streamed from stdin to 
 file (`collect`); nothing is acknowledged (exit 0) before `Draft.commit()` returned.
 
 A caller who may write the queue directory (root, or the owner of a private queue)
-writes it directly; any other caller hands the message over (`handoff`).
+writes it directly; any other caller hands the message over: to the running daemon's
+local socket (`socketsubmit`), else to the submission directory (`handoff`).
 """
 
 from __future__ import annotations
