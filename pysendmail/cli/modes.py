@@ -250,10 +250,15 @@ def _run_every(interval: int, config, runner, filters: list) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     while not stopped["now"]:
-        if os.getuid() == 0:
-            runtime.take_in_submissions(config)
-        runner.run(filters)
-        runner.store.cleanup()
+        try:
+            if os.getuid() == 0:
+                runtime.take_in_submissions(config)
+            runner.run(filters)
+            runner.store.cleanup()
+        except Exception:  # one failed run never ends the persistent runner
+            import logging
+
+            logging.getLogger("pysendmail").exception("queue run failed")
         next_run = time.monotonic() + interval
         while not stopped["now"] and time.monotonic() < next_run:
             time.sleep(min(0.2, max(next_run - time.monotonic(), 0)))
