@@ -2,14 +2,18 @@
 ErrorMode, run as this checkout's `sendmail` on the recorded case
 submit_odi_unknown_host (a domain in neither the hosts file nor DNS: exit 68).
 
-The record saves the message in root's home (/root/dead.letter, root's home directory in
-the password file); these tests keep whatever file is there and put it back after.
+The record saves root's message in root's home. These tests give the message a sender
+of their own instead (`-f`, as root may): a user made for the module with useradd, whose
+home is a fresh temporary directory, so that no file outside the test's directories is
+written and test suites running side by side do not meet.
 """
 
 from __future__ import annotations
 
+import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -25,16 +29,18 @@ fixture_users = cli_support.fixture_users
 pytestmark = pytest.mark.usefixtures("fixture_users")
 
 
-@pytest.fixture
-def root_dead_letter(tmp_path: Path) -> Iterator[Path]:
-    path = Path(pwd.getpwuid(0).pw_dir) / "dead.letter"
-    kept = tmp_path / "kept-dead.letter"
-    if path.exists():
-        shutil.move(path, kept)
-    yield path
-    path.unlink(missing_ok=True)
-    if kept.exists():
-        shutil.move(kept, path)
+@pytest.fixture(scope="module")
+def sender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(name, home) of a user made for these tests (CI runs as root)."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to make a user with a home of its own")
+    home = tmp_path_factory.mktemp("home")
+    name = f"pysdl{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield name, home
+    finally:
+        subprocess.run(["userdel", name], check=False)
 
 
 @pytest.fixture
@@ -65,61 +71,71 @@ def run(oracle_dir: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Compl
 
 
 def test_failed_odi_message_is_saved_in_senders_dead_letter(
-    oracle_dir: Path, tmp_path: Path, root_dead_letter: Path
+    oracle_dir: Path, tmp_path: Path, sender: tuple[str, Path]
 ) -> None:
+    name, home = sender
+    dead_letter = home / "dead.letter"
     case = cli_case(oracle_dir, "submit_odi_unknown_host")
-    result, queue = run(oracle_dir, tmp_path)
-    want_stdout = case["stdout"].replace("/root/", f"{root_dead_letter.parent}/")
+    result, queue = run(oracle_dir, tmp_path, "-f", name)
+    want_stdout = case["stdout"].replace("/root/", f"{home}/")
     assert result.stdout.decode() == want_stdout
     assert (result.stderr, result.returncode) == (b"", case["exit_code"])
     assert list(queue.iterdir()) == []  # saved, so neither queued nor reported
-    got = root_dead_letter.read_text()
+    got = dead_letter.read_text()
+    # The record's sender was root; here it is `name` (the caller is root in both).
     want = case["collected_files"]["/root/dead.letter"]
+    want = want.replace("From root ", f"From {name} ", 1)
+    want = want.replace("Return-Path: <root>", f"Return-Path: <{name}>")
     qid = re.search(r" id (\w+)\n", got).group(1)
     want_qid = re.search(r" id (\w+)\n", want).group(1)
-    from_line = re.compile(r"^From root \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n")
+    from_line = re.compile(rf"^From {name} \w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d \d{{4}}\n")
     assert from_line.match(got) and from_line.match(want)
     assert mask(from_line.sub("", got), qid) == mask(from_line.sub("", want), want_qid)
     assert got.endswith("line two\n\n")
+    dead_letter.unlink()
 
 
 def test_second_failure_appends_to_dead_letter(
-    oracle_dir: Path, tmp_path: Path, root_dead_letter: Path
+    oracle_dir: Path, tmp_path: Path, sender: tuple[str, Path]
 ) -> None:
-    run(oracle_dir, tmp_path)
-    run(oracle_dir, tmp_path)
-    assert root_dead_letter.read_text().count("\nFrom root ") == 1  # the second From_ line
-    assert root_dead_letter.stat().st_mode & 0o077 == 0
+    name, home = sender
+    run(oracle_dir, tmp_path, "-f", name)
+    run(oracle_dir, tmp_path, "-f", name)
+    dead_letter = home / "dead.letter"
+    assert dead_letter.read_text().count(f"\nFrom {name} ") == 1  # the second From_ line
+    assert dead_letter.stat().st_mode & 0o077 == 0
+    dead_letter.unlink()
 
 
 def test_oem_mails_the_report_instead(
-    oracle_dir: Path, tmp_path: Path, root_dead_letter: Path, boxes: Path
+    oracle_dir: Path, tmp_path: Path, sender: tuple[str, Path], boxes: Path
 ) -> None:
-    result, queue = run(oracle_dir, tmp_path, "-oem")
+    name, home = sender
+    result, queue = run(oracle_dir, tmp_path, "-oem", "-f", name)
     assert (result.stdout, result.returncode) == (b"", 68)
-    assert not root_dead_letter.exists()
-    report = (boxes / "alice").read_text()  # root's mail goes to alice (aliases)
+    assert not (home / "dead.letter").exists()
+    report = (boxes / name).read_text()
     assert "Subject: Returned mail: see transcript for details" in report
     assert "user@nodns.example.net" in report
     assert list(queue.iterdir()) == []
 
 
 def test_oeq_returns_nothing(
-    oracle_dir: Path, tmp_path: Path, root_dead_letter: Path, boxes: Path
+    oracle_dir: Path, tmp_path: Path, sender: tuple[str, Path], boxes: Path
 ) -> None:
-    result, queue = run(oracle_dir, tmp_path, "-oeq")
+    name, home = sender
+    result, queue = run(oracle_dir, tmp_path, "-oeq", "-f", name)
     assert (result.stdout, result.returncode) == (b"", 68)
-    assert not root_dead_letter.exists()
+    assert not (home / "dead.letter").exists()
     assert list(boxes.iterdir()) == []
     assert list(queue.iterdir()) == []
 
 
 def test_sender_without_home_gets_the_report_mailed(
-    oracle_dir: Path, tmp_path: Path, root_dead_letter: Path, boxes: Path
+    oracle_dir: Path, tmp_path: Path, boxes: Path
 ) -> None:
     # bob exists but has no home directory (useradd -M): sendmail mails the report.
     assert not Path(pwd.getpwnam("bob").pw_dir).is_dir()
     result, _ = run(oracle_dir, tmp_path, "-f", "bob")
     assert (result.stdout, result.returncode) == (b"", 68)
-    assert not root_dead_letter.exists()
     assert "Returned mail: see transcript for details" in (boxes / "bob").read_text()
