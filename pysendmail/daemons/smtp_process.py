@@ -1,0 +1,195 @@
+"""The SMTP daemon's processes and signals: pid file, detaching, the signal loop, workers.
+
+`serve_until_signalled` runs a server (anything with `start`, `stop` and `reload`) until
+SIGTERM/SIGINT, rebuilding its service on SIGHUP. `serve_with_workers` forks one worker
+process per CPU over the listeners the parent bound, as sendmail's per-connection
+children spread over every CPU; the parent passes SIGTERM and SIGHUP on and replaces a
+worker that dies, and a worker stops when its parent is gone. With MaxDaemonChildren or
+ConnectionRateThrottle set there is one process (`worker_count`), so that those counts,
+kept inside a process, stay exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pysendmail.config.model import Config
+
+if TYPE_CHECKING:
+    from pysendmail.daemons.server import SmtpService
+
+log = logging.getLogger("pysendmail.smtpd")
+
+
+class Serving(Protocol):
+    """What the loops need of an SMTP server (`smtpd.SmtpServer`)."""
+
+    listeners: list[Any]
+
+    def start(self) -> Any: ...
+
+    def stop(self, timeout: float = 60.0) -> None: ...
+
+    def reload(self, service: SmtpService) -> None: ...
+
+
+def write_pid_file(path: str | os.PathLike[str], argv: list[str]) -> None:
+    """sendmail's pid file: the pid, then the command line, one a line."""
+    Path(path).write_text(f"{os.getpid()}\n{' '.join(argv)}\n")
+
+
+def detach() -> None:
+    """Become a background daemon: fork twice, new session, standard streams to /dev/null."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+
+
+def serve_until_signalled(
+    server: Serving,
+    rebuild: Callable[[], SmtpService] | None = None,
+    drain_timeout: float = 300.0,
+    parent_pid: int | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (drain, then return); SIGHUP calls `rebuild`.
+
+    The handlers only set plain flags that this loop polls: a handler that took a lock
+    (Event.set) could deadlock against the main thread holding that lock in Event.wait
+    when the signal came. A worker process (`parent_pid` given) also stops when its
+    parent is gone, so a killed daemon never leaves workers holding its port."""
+    requested = {"stop": False, "reload": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        requested["stop"] = True
+
+    def on_hup(signum: int, frame: object) -> None:
+        requested["reload"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
+    server.start()
+    while not requested["stop"]:
+        time.sleep(0.2)
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break
+        if requested["reload"]:
+            requested["reload"] = False
+            if rebuild is not None:
+                try:
+                    server.reload(rebuild())
+                    log.info("configuration reloaded")
+                except Exception as error:  # a bad new config keeps the old one running
+                    log.error("reload failed, keeping the running configuration: %s", error)
+    server.stop(timeout=drain_timeout)
+
+
+_DAEMON_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def worker_count(config: Config) -> int:
+    """How many processes accept connections: one per CPU (sendmail's forked children
+    use every CPU; one Python process runs on one), but one when MaxDaemonChildren or
+    ConnectionRateThrottle is set, since those counts are kept inside a process."""
+    for name in ("MaxDaemonChildren", "ConnectionRateThrottle"):
+        try:
+            if int(config.option(name, 0) or 0) > 0:  # type: ignore[arg-type]
+                return 1
+        except (TypeError, ValueError):
+            return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _fork_worker(server: Serving, rebuild: Callable[[], SmtpService] | None) -> int:
+    """A child process serving the listeners it inherited; its pid (in the parent)."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 0
+    try:
+        for listener in server.listeners:
+            # Every worker waits on the same sockets: a connection another worker took
+            # must not leave this one blocked in accept().
+            listener.socket.setblocking(False)
+        serve_until_signalled(server, rebuild, parent_pid=parent)
+    except BaseException:
+        log.exception("SMTP worker failed")
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def serve_with_workers(
+    server: Serving,
+    count: int,
+    rebuild: Callable[[], SmtpService] | None = None,
+) -> None:
+    """Run `count` worker processes over the server's listening sockets until
+    SIGTERM/SIGINT, which is passed on to them (each drains); SIGHUP is passed on too
+    (each rebuilds its service), and a worker that dies is replaced."""
+    requested = {"stop": False, "reload": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        requested["stop"] = True
+
+    def on_hup(signum: int, frame: object) -> None:
+        requested["reload"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    workers: set[int] = set()
+    while not requested["stop"]:
+        while len(workers) < count and not requested["stop"]:
+            # Signals wait until the child has its own handlers.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _DAEMON_SIGNALS)
+            try:
+                workers.add(_fork_worker(server, rebuild))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
+        time.sleep(0.2)
+        if requested["reload"]:
+            requested["reload"] = False
+            _signal_all(workers, signal.SIGHUP)
+        workers -= _reaped(workers)
+    _signal_all(workers, signal.SIGTERM)
+    while workers:
+        time.sleep(0.05)
+        workers -= _reaped(workers)
+    for listener in server.listeners:
+        listener.server_close()
+
+
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _reaped(pids: set[int]) -> set[int]:
+    gone = set()
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            gone.add(pid)
+    return gone
