@@ -31,6 +31,7 @@ class Serving(Protocol):
     """What the loops need of an SMTP server (`smtpd.SmtpServer`)."""
 
     listeners: list[Any]
+    service: SmtpService
 
     def start(self) -> Any: ...
 
@@ -122,6 +123,7 @@ def _fork_worker(server: Serving, rebuild: Callable[[], SmtpService] | None) -> 
         return pid
     status = 0
     try:
+        _fresh_queue_locks(server.service)
         for listener in server.listeners:
             # Every worker waits on the same sockets: a connection another worker took
             # must not leave this one blocked in accept().
@@ -134,14 +136,28 @@ def _fork_worker(server: Serving, rebuild: Callable[[], SmtpService] | None) -> 
         os._exit(status)
 
 
+def _fresh_queue_locks(service: SmtpService) -> None:
+    """In a new worker: the queue's group-commit syncers anew. A thread of the parent
+    (the local submission socket) may have held their locks when the worker was forked."""
+    from pysendmail.queue.store import DirectorySyncer
+
+    store = service.store
+    directory = str(store.queue_dir)
+    store.syncer = DirectorySyncer(directory, store.ops)
+    store.data_syncer = DirectorySyncer(directory, store.ops, whole_filesystem=True)
+
+
 def serve_with_workers(
     server: Serving,
     count: int,
     rebuild: Callable[[], SmtpService] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Run `count` worker processes over the server's listening sockets until
     SIGTERM/SIGINT, which is passed on to them (each drains); SIGHUP is passed on too
-    (each rebuilds its service), and a worker that dies is replaced."""
+    (each rebuilds its service) and rebuilds the parent's, and a worker that dies is
+    replaced. `on_started` runs once the first workers are forked: threads it starts in
+    the parent are not copied into them."""
     requested = {"stop": False, "reload": False}
 
     def on_term(signum: int, frame: object) -> None:
@@ -162,10 +178,18 @@ def serve_with_workers(
                 workers.add(_fork_worker(server, rebuild))
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
+        if on_started is not None:
+            on_started()
+            on_started = None
         time.sleep(0.2)
         if requested["reload"]:
             requested["reload"] = False
             _signal_all(workers, signal.SIGHUP)
+            if rebuild is not None:  # the parent's own sessions (local submission) too
+                try:
+                    server.reload(rebuild())
+                except Exception as error:
+                    log.error("reload failed, keeping the running configuration: %s", error)
         workers -= _reaped(workers)
     _signal_all(workers, signal.SIGTERM)
     while workers:

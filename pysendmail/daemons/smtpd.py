@@ -700,17 +700,24 @@ def run_daemon(
         fresh = translate(config.cf_path, hostname=config.hostname)
         return service_from_config(fresh, deliver_queued=True)
 
-    # Started after detaching (threads do not survive fork): given the current service,
-    # it returns its own stop (the local submission socket of cli/modes.py).
-    stop_companion = companion(server._current) if companion is not None else None
+    # Started after detaching and after forking the workers (threads do not survive
+    # fork): given the current service, it returns its own stop (the local submission
+    # socket of cli/modes.py).
+    stops: list[Callable[[], None]] = []
+
+    def start_companion() -> None:
+        if companion is not None:
+            stops.append(companion(server._current))
+
     workers = worker_count(config)
     try:
         if workers > 1:
-            serve_with_workers(server, workers, rebuild_service)
+            serve_with_workers(server, workers, rebuild_service, on_started=start_companion)
         else:
+            start_companion()
             serve_until_signalled(server, rebuild_service)
     finally:
-        if stop_companion is not None:
+        for stop_companion in stops:
             stop_companion()
         if pid_file:
             try:
