@@ -986,10 +986,15 @@ class MaildirMaildrop(Maildrop):
             size = int(tags.get("S", st_size))
             if "W" in tags:
                 wire = int(tags["W"])
-            else:
-                with open(path, "rb") as handle:
-                    content = handle.read()
-                wire = size + content.count(b"\n") - content.count(b"\r\n")
+            elif st_size == 0:
+                wire = 0
+            else:  # counted over a map of the file, in slices: never read whole
+                with (
+                    open(path, "rb") as handle,
+                    mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ) as mapped,
+                ):
+                    lf, crlf = _count_newlines(mapped, 0, len(mapped))
+                wire = size + lf - crlf
             uid = name.split(":", 1)[0]
             refs.append(MessageRef(number, size, wire, uid, str(path)))
         self.messages = tuple(refs)
