@@ -407,28 +407,53 @@ def test_bs_session_everything_written_at_once(oracle_dir, tmp_path):
 def test_bs_session_queues_a_message(oracle_dir, tmp_path):
     service_dir = tmp_path / "mqueue"
     read_fd, write_fd = os.pipe()
-    output = io.BytesIO()
+    reply_read_fd, reply_write_fd = os.pipe()
+    transcript: list[bytes] = []
     service = make_service(oracle_dir, service_dir)
 
     def client() -> None:
-        for line in (
-            b"HELO here\r\n",
-            b"MAIL FROM:<alice@example.com>\r\n",
-            b"RCPT TO:<bob>\r\n",
-            b"DATA\r\n",
-            b"Subject: bs\r\n\r\nvia stdin\r\n.\r\n",
-            b"QUIT\r\n",
-        ):
-            os.write(write_fd, line)
-            time.sleep(0.05)
+        # Each command waits for the reply to the one before (no PIPELINING after HELO:
+        # a line sent early would be a protocol error, as sendmail makes it).
+        with os.fdopen(reply_read_fd, "rb", buffering=0) as replies:
+            pending = b""
+
+            def reply() -> None:
+                nonlocal pending
+                while True:
+                    line, newline, rest = pending.partition(b"\r\n")
+                    if newline:
+                        pending = rest
+                        transcript.append(line)
+                        if line[3:4] != b"-":
+                            return
+                        continue
+                    chunk = replies.read(4096)
+                    if not chunk:
+                        return
+                    pending += chunk
+
+            reply()  # the greeting
+            for line in (
+                b"HELO here\r\n",
+                b"MAIL FROM:<alice@example.com>\r\n",
+                b"RCPT TO:<bob>\r\n",
+                b"DATA\r\n",
+                b"Subject: bs\r\n\r\nvia stdin\r\n.\r\n",
+                b"QUIT\r\n",
+            ):
+                os.write(write_fd, line)
+                reply()
         os.close(write_fd)
 
     writer = threading.Thread(target=client)
     writer.start()
-    with os.fdopen(read_fd, "rb", buffering=0) as reader:
+    with (
+        os.fdopen(read_fd, "rb", buffering=0) as reader,
+        os.fdopen(reply_write_fd, "wb", buffering=0) as output,
+    ):
         serve_stdio(service, reader, output, user="root")
     writer.join()
-    assert b"Message accepted for delivery" in output.getvalue()
+    assert any(b"Message accepted for delivery" in line for line in transcript), transcript
     (qid,) = service.store.queue_ids()
     assert service.store.read(qid).macros["_"] == "root@localhost"
 
