@@ -315,6 +315,9 @@ class RuleWorld:
     config_level: int = 10
     help_file: str | None = None
     complaints: list[str] = field(default_factory=list)
+    # H lines `HName: $>ruleset` / `$>+ruleset` ("*": every other header): lower-cased
+    # header name -> (ruleset, strip comments first)
+    header_checks: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
     def session(self) -> RuleWorld:
         """A copy whose macros and classes one session may change (`.D`, `.C`)."""
@@ -607,7 +610,23 @@ def build_world(
         config_level=level,
         help_file=_option(cf, "HelpFile"),
         complaints=complaints,
+        header_checks=header_checks(cf),
     )
+
+
+def header_checks(cf: CfFile) -> dict[str, tuple[str, bool]]:
+    """The header check rulesets of the cf's H lines: `$>rs` strips (comments) from the
+    value before the check, `$>+rs` keeps them; the last line for a header wins."""
+    checks: dict[str, tuple[str, bool]] = {}
+    for header in cf.headers:
+        value = header.value.strip()
+        if not value.startswith("$>"):
+            continue
+        keep = value[2:3] == "+"
+        ruleset = value[3 if keep else 2 :].strip().strip('"')
+        if ruleset:
+            checks[header.name.lower()] = (ruleset, not keep)
+    return checks
 
 
 def _resolver_settings(cf: CfFile, config: Config | None) -> ResolverSettings:

@@ -25,6 +25,7 @@ from pysendmail.rules.address import (
     AddressRules,
     crackaddr,
 )
+from pysendmail.rules.checks import run_check
 from pysendmail.rules.context import Mailer, RuleWorld, build_world
 from pysendmail.rules.engine import EX_OK, Messages
 from pysendmail.rules.tokenizer import macro_id, macro_name
@@ -37,7 +38,7 @@ _SPACE = " \t\n\r\f\v"
 # Header flags (sendmail.h H_*) and the built-in header table (conf.c HdrInfo).
 H_EOH, H_RCPT, H_RESENT, H_ACHECK, H_FORCE, H_TRACE, H_FROM = 0x1, 0x2, 0x8, 0x20, 0x40, 0x80, 0x100
 H_RECEIPTTO, H_ERRORSTO, H_CTE, H_CTYPE, H_BCC = 0x400, 0x800, 0x1000, 0x2000, 0x4000
-H_ENCODABLE, H_BINDLATE, H_USER = 0x8000, 0x20000, 0x40000
+H_ENCODABLE, H_STRIPCOMM, H_BINDLATE, H_USER = 0x8000, 0x10000, 0x20000, 0x40000
 HEADER_FLAGS = {
     "resent-sender": H_FROM | H_RESENT,
     "resent-from": H_FROM | H_RESENT,
@@ -430,9 +431,67 @@ class TestMode:
         if not arg:
             self.out("Usage: /header header\n")
             return
-        name = arg.split(":", 1)[0].strip().lower()
-        flags = HEADER_FLAGS.get(name, 0) | H_USER
+        name, _, value = arg.partition(":")
+        name = name.strip()
+        flags = HEADER_FLAGS.get(name.lower(), 0) | H_USER
+        own = self.world.header_checks.get(name.lower())
+        if own is not None and own[1]:
+            flags |= H_STRIPCOMM
+        # `H*: $>rs` checks every header that has no ruleset of its own
+        check = own or self.world.header_checks.get("*")
+        if check is not None:
+            self.check_header(name, value.strip(), *check)
         self.out(f"ul = 0x{flags:08x}\n")
+
+    def check_header(self, name: str, value: str, ruleset: str, strip: bool) -> None:
+        """chompheader()'s check: the header's ruleset over its value, traced; an
+        `$#error` result is reported as sendmail reports a refused header."""
+        macros = {
+            "hdr_name": name,
+            "hdrlen": str(len(value)),
+            "currHeader": '"' + value.replace('"', '\\"') + '"',
+        }
+        text = strip_comments(value) if strip else value
+        verdict = run_check(
+            self.world,
+            ruleset,
+            text,
+            macros={**{k: v for k, v in self.rw.macros.items()}, **macros},
+            trace=lambda line: self.write(line + "\n"),
+        )
+        if verdict.reply is not None and verdict.action in ("reject", "tempfail"):
+            self.messages.usrerr(verdict.reply)
+
+
+def strip_comments(text: str) -> str:
+    """A header value without its (comments), as sendmail strips them for `$>` checks."""
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(ch)
+            continue
+        if ch == "\\":
+            escaped = True
+            if not depth:
+                out.append(ch)
+        elif quoted:
+            quoted = ch != '"'
+            out.append(ch)
+        elif ch == '"' and not depth:
+            quoted = True
+            out.append(ch)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif not depth:
+            out.append(ch)
+    return " ".join("".join(out).split())
 
 
 def tk_version() -> str:
