@@ -430,8 +430,19 @@ def _smtp_stdio(inv: Invocation, out: TextIO, err: TextIO) -> int:
         from pysendmail.daemons.smtpd import serve_stdio, service_from_config  # noqa: F401
     except ImportError as exc:
         raise Unavailable(inv.mode) from exc
+    import os
+
     config = runtime.load_config(inv)
     out.flush()
+    queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    if os.getuid() != 0 and not os.access(queue_dir, os.W_OK | os.X_OK):
+        # A user who may not write the queue: the daemon holds the session instead, as
+        # -bs by this user (it knows who from the socket), when it runs.
+        from pysendmail.cli.socketsubmit import relay_session, socket_path
+
+        status = relay_session(socket_path(queue_dir), sys.stdin.buffer, sys.stdout.buffer)
+        if status is not None:
+            return status
     status = serve_stdio(config, sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return int(status)

@@ -273,6 +273,47 @@ def _quit(client: _Client) -> None:
         pass
 
 
+def relay_session(path: str, instream: BinaryIO, outstream: BinaryIO) -> int | None:
+    """`sendmail -bs` by a user who may not write the queue: the bytes of standard input
+    go to the daemon's socket and its replies to standard output, until the daemon ends
+    the session. None when no daemon answers there (nothing was read from stdin)."""
+    import select
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT)
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    sock.setblocking(True)
+    in_fd, out_fd = instream.fileno(), outstream.fileno()
+    watched = [sock, in_fd]
+    try:
+        while True:
+            ready, _, _ = select.select(watched, [], [], REPLY_TIMEOUT)
+            if not ready:
+                return int(ExitCode.TEMPFAIL)
+            if sock in ready:
+                data = sock.recv(_CHUNK)
+                if not data:
+                    return int(ExitCode.OK)  # the daemon ended the session
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out_fd, view) :]
+            if in_fd in ready:
+                data = os.read(in_fd, _CHUNK)
+                if data:
+                    sock.sendall(data)
+                else:
+                    sock.shutdown(socket.SHUT_WR)  # the client is done; read the rest
+                    watched = [sock]
+    except OSError:
+        return int(ExitCode.IOERR)
+    finally:
+        sock.close()
+
+
 def socket_path(queue_dir: str) -> str:
     """Where the daemon of this queue listens for local submissions."""
     return os.path.join(queue_dir.rstrip("/") + "-socket", "submit")

@@ -225,3 +225,66 @@ def test_a_dead_socket_falls_back_to_the_submission_directory(user, host: Host) 
     [qf] = queued(host)
     assert f"\n$_{user.pw_name}@localhost\n" in qf
     assert "line one" not in qf and "Subject: over the socket" in qf
+
+
+def test_bs_by_a_user_is_held_by_the_daemon(user, host: Host) -> None:
+    """`sendmail -bs` run by the user (alpine and pine submit so): the session is the
+    daemon's, as -bs by that user; the client's stdin and stdout carry it."""
+    start_daemon(host)
+    to_child, child_stdin = os.pipe()
+    child_stdout, from_child = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 70
+        try:
+            os.environ["XDG_CACHE_HOME"] = str(host.base / "user-cache")
+            warm_up(host)
+            import select  # noqa: F401 (the relay's)
+
+            from pysendmail.cli import modes  # noqa: F401 (-bs is run from there)
+            from pysendmail.daemons import smtpd  # noqa: F401 (-bs imports it first)
+
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.dup2(to_child, 0)
+            os.dup2(from_child, 1)
+            for fd in (to_child, child_stdin, child_stdout, from_child):
+                os.close(fd)
+            sys.stdin = open(0)  # noqa: SIM115 (pytest replaced it)
+            sys.stdout = open(1, "w")  # noqa: SIM115
+            from pysendmail.cli.main import main
+
+            status = main(["sendmail", "-C", str(host.cf), "-bs"])
+        finally:
+            os._exit(status)
+    os.close(to_child)
+    os.close(from_child)
+    replies = os.fdopen(child_stdout, "rb")
+    commands = os.fdopen(child_stdin, "wb")
+
+    def reply() -> bytes:
+        line = replies.readline()
+        while line[3:4] == b"-":
+            line = replies.readline()
+        return line
+
+    def say(line: bytes) -> bytes:
+        commands.write(line + b"\r\n")
+        commands.flush()
+        return reply()
+
+    assert reply().startswith(b"220 ")
+    assert say(b"EHLO client.example").startswith(b"250 ")
+    assert say(b"MAIL FROM:<root>").startswith(b"250 ")
+    assert say(b"RCPT TO:<root>").startswith(b"250 ")
+    assert say(b"DATA").startswith(b"354 ")
+    assert say(b"Subject: typed\r\n\r\nhello\r\n.").startswith(b"250 ")
+    assert say(b"QUIT").startswith(b"221 ")
+    commands.close()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    [qf] = queued(host)
+    assert f"\n$_{user.pw_name}@localhost\n" in qf
+    assert f" {user.pw_name} owned process doing -bs\n" in qf
+    assert "Subject: typed" in qf
