@@ -70,7 +70,8 @@ def test_q_interval_detaches_delivers_and_stops_on_sigterm(
     # The caller gets its exit status at once; the runner lives on, detached.
     started = sendmail("-q1s")
     assert (started.returncode, started.stdout, started.stderr) == (0, b"", b"")
-    wait_for(pid_file.exists, "the pid file")
+    # Written in place (as sendmail writes it): wait for both of its lines.
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().count("\n") == 2, "the pid")
     pid = int(pid_file.read_text().split("\n")[0])
     assert pid_file.read_text().split("\n")[1].endswith("-q1s")
     try:
