@@ -24,8 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pysendmail.config.model import Config
+from pysendmail.rules.address import RF_SENDERADDR, AddressRules
 from pysendmail.rules.checks import Verdict, run_check
 from pysendmail.rules.context import MapOpener, RuleWorld, build_world
+from pysendmail.rules.engine import Messages
 from pysendmail.rules.stock import StockReport
 
 CHECK_POINTS = ("check_relay", "check_mail", "check_rcpt", "check_compat")
@@ -110,10 +112,25 @@ class RuleChecks:
             macros=macros,
         )
 
+    def parsed_macros(self, prefix: str, address: str, *, sender: bool) -> dict[str, str]:
+        """`{rcpt_mailer}`, `{rcpt_host}`, `{rcpt_addr}` (or `mail_`): the address through
+        rulesets 3 and 0, as sendmail's parseaddr() leaves them before the check."""
+        rules = AddressRules(self.world, self.world.rewriter(messages=Messages()))
+        flags = RF_SENDERADDR if sender else 0
+        parsed = rules.parseaddr(f"<{_path_address(address)}>", flags, "\0", not sender)
+        if parsed is None or parsed.bad:
+            return {}
+        return {
+            f"{prefix}_mailer": parsed.mailer.name,
+            f"{prefix}_host": parsed.host or "",
+            f"{prefix}_addr": parsed.user,
+        }
+
     def mail(self, session: Any, sender: str) -> Verdict | None:
         if not self.runs("check_mail"):
             return None
         macros = self.session_macros(session)
+        macros.update(self.parsed_macros("mail", sender, sender=True))
         macros["f"] = _path_address(sender)
         return run_check(self.world, "check_mail", f"<{macros['f']}>", macros=macros)
 
@@ -121,6 +138,7 @@ class RuleChecks:
         if not self.runs("check_rcpt"):
             return None
         macros = self.session_macros(session)
+        macros.update(self.parsed_macros("rcpt", recipient, sender=False))
         return run_check(self.world, "check_rcpt", f"<{_path_address(recipient)}>", macros=macros)
 
     def compat(

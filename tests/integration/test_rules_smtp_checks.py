@@ -38,6 +38,9 @@ R< $* >\t\t\t$: $>canonify $1
 
 SLocal_check_rcpt
 R$* blackhole $*\t\t$#discard $: discard
+R$*\t\t\t$: $&{rcpt_mailer} $| $1
+R esmtp $| $* < $* @ forbidden . example > $*\t$#error $@ 5.7.1 $: "550 Local rule: no esmtp"
+R$* $| $*\t\t$: $2
 R$* < fax @ $* > $*\t$#error $@ 5.1.1 $: "550 Local rule: no faxes by mail"
 R$* fax $*\t\t$: $>canonify $2
 """
@@ -94,6 +97,11 @@ def test_local_check_rcpt_refuses_discards_and_passes(oracle_dir, tmp_path):
         assert client.rcpt("<fax@mail.example.com>") == (
             550,
             b"5.1.1 <fax@mail.example.com>... Local rule: no faxes by mail",
+        )
+        # ${rcpt_mailer} is what rulesets 3 and 0 made of the recipient
+        assert client.rcpt("<x@forbidden.example>") == (
+            550,
+            b"5.7.1 <x@forbidden.example>... Local rule: no esmtp",
         )
         # the stock rules after Local_check_rcpt: relaying from localhost is allowed
         assert client.rcpt("<someone@remote.example.net>")[0] == 250
