@@ -10,8 +10,30 @@ import os
 import sys
 
 
+def standard_descriptors() -> None:
+    """Open /dev/null on whichever of descriptors 0, 1 and 2 the caller left closed, as
+    sendmail does at start-up: mail clients (GNU mailutils' mail) run sendmail with its
+    standard output closed, and a queue file opened later would otherwise become
+    descriptor 1 and receive whatever is printed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run with a full argv (argv[0] included); returns the exit status."""
+    standard_descriptors()
     argv = list(sys.argv if argv is None else argv)
     name = os.path.basename(argv[0]) if argv else "sendmail"
     if name == "makemap":

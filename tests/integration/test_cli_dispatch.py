@@ -59,3 +59,32 @@ def test_a_mode_this_version_lacks_says_so_and_exits_69():
     assert res.returncode == 69
     assert b"not available" in res.stderr
     assert res.stdout == b""
+
+
+def test_closed_standard_descriptors_are_filled_as_sendmail_fills_them(tmp_path):
+    """GNU mailutils' mail runs sendmail with its standard output closed: the message is
+    queued, nothing is printed into a queue file, and the exit status is 0."""
+    import os
+
+    queue = tmp_path / "mqueue"
+    queue.mkdir(mode=0o700)
+    (tmp_path / "aliases").write_text("postmaster: root\n")
+    argv = [*command("sendmail"), "-O", f"QueueDirectory={queue}"]
+    argv += ["-O", f"AliasFile={tmp_path / 'aliases'}", "-odq", "-v", "-t", "-i"]
+
+    def close_output() -> None:
+        os.close(1)
+        os.close(2)
+
+    message = b"From: root\nTo: root\nSubject: closed\n\nbody\n"
+    result = subprocess.run(
+        argv,
+        input=message,
+        env=subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache")),
+        preexec_fn=close_output,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    [qf] = queue.glob("qf*")
+    assert qf.read_bytes().endswith(b"\n.\n")
+    assert (queue / f"df{qf.name[2:]}").read_bytes() == b"body\n"
