@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TextIO
 
 from pysendmail.cli import options as cli
 from pysendmail.cli.options import Invocation
 from pysendmail.cli.sendmail import Unavailable
 
-Runner = Callable[[Invocation, TextIO, TextIO], int]
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    Runner = Callable[[Invocation, TextIO, TextIO], int]
 
 
 # The one queue group pysendmail has: sendmail's default group.

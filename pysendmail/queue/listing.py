@@ -11,7 +11,6 @@ process holds is marked `*`). A qf that vanishes meanwhile shows `(job completed
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import time
@@ -263,6 +262,8 @@ def to_json(queue_dir: str, messages: list[ListedMessage]) -> dict:
 
 def list_queue_json(queue_dir: str, *, display_dir: str | None = None) -> tuple[str, int]:
     """`mailq --json`: the same facts as the listing as one JSON document."""
+    import json  # only --json needs it: mailq starts often
+
     shown = display_dir if display_dir is not None else queue_dir
     try:
         messages = gather(queue_dir)
