@@ -152,8 +152,11 @@ class CompiledRule:
     # What any matching workspace must hold, to skip most rules without matching:
     literals: frozenset[str] = field(init=False, default=frozenset())
     min_tokens: int = field(init=False, default=0)
+    # The LHS with literal tokens in ASCII lower case, compared with the lowered workspace.
+    folded: tuple[str, ...] = field(init=False, default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "folded", tuple(_casefold_ascii(t) for t in self.lhs))
         literals = set()
         needed = 0
         for token in self.lhs:
@@ -389,7 +392,7 @@ class Rewriter:
             if rule.min_tokens > len(pvp) or not rule.literals <= present:
                 matches = None
             else:
-                matches = self._match(rule.lhs, pvp, lowered)
+                matches = self._match(rule.lhs, pvp, lowered, rule.folded)
             if matches is None:
                 index += 1
                 ruleno += 1
@@ -461,7 +464,11 @@ class Rewriter:
     # ------------------------------------------------------------ LHS matching
 
     def _match(
-        self, lhs: Sequence[str], pvp: Sequence[str], lowered: Sequence[str]
+        self,
+        lhs: Sequence[str],
+        pvp: Sequence[str],
+        lowered: Sequence[str],
+        folded: Sequence[str],
     ) -> list[_Match] | None:
         """The bindings of the fuzzy LHS tokens when `lhs` matches all of `pvp`, else None."""
         mlist: list[_Match] = []
@@ -513,7 +520,7 @@ class Rewriter:
                         if not ok:
                             avp = save
                 else:
-                    if _casefold_ascii(rp) != lowered[avp]:
+                    if folded[rvp] != lowered[avp]:
                         ok = False
                     else:
                         avp += 1
