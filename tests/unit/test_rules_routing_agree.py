@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pysendmail.config.translate import translate
 from pysendmail.errors import MailError
@@ -31,6 +33,9 @@ CONFIGS = {
     "debian": "debian/debian.cf",
 }
 STOCK = ("debian", "nullclient")
+# office.cf's mailers: a route names one of them or is refused with a MailError
+MAILERS = {"local", "prog", "*file*", "*include*", "smtp", "esmtp", "smtp8", "dsmtp", "relay"}
+MAILERS |= {"procmail"}
 
 
 def cases(config: str) -> list[dict]:
@@ -94,3 +99,21 @@ def test_router_gives_the_triple_sendmail_printed(oracle_dir, config):
         assert resolved is not None, address
         expected = (resolved["mailer"], resolved["host"] or "", resolved["user"])
         assert got == expected, address
+
+
+address_text = st.text(
+    alphabet=st.characters(min_codepoint=0, max_codepoint=255, blacklist_characters="\n"),
+    max_size=300,
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(address=address_text)
+def test_arbitrary_address_text_routes_or_is_refused(oracle_dir, address: str) -> None:
+    # office routes by its rules (LOCAL_RULE_3): a triple or a MailError, never a crash
+    router, rules = routers(oracle_dir, "office")
+    for route in (router.resolve, rules.resolve):
+        got = outcome(route, address)
+        assert got[0] == "error" or got[0] in MAILERS, got
