@@ -25,6 +25,13 @@ except ImportError:  # pragma: no cover - Pythons without the C accelerator
 
 from pysendmail.config.model import Config, Overrides
 
+TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 CACHE_FORMAT = 1
 # Each cf, override set and host name has its own file; more than this many, and the
 # oldest are removed when a new one is written (a test suite makes hundreds).
@@ -115,13 +122,18 @@ def _read_cache(path: str, identity: str) -> Config | None:
 
 
 def _write_cache(path: str, identity: str, config: Config) -> None:
-    import pickle
-    import tempfile
-
     if any(source.startswith("|") for source in config.source_files):
         return  # an F|program class: sendmail runs the program at every start, so do we
 
     stamps = [(source, _file_stamp(source)) for source in config.source_files]
+    _store(path, (identity, stamps, config))
+
+
+def _store(path: str, payload: object) -> None:
+    """Write one cache file atomically (0600, in a directory only we can write)."""
+    import pickle
+    import tempfile
+
     directory = os.path.dirname(path)
     if not _nearest_existing_is_mine(directory):
         return  # e.g. root with another user's HOME (sudo): leave their home alone
@@ -132,14 +144,37 @@ def _write_cache(path: str, identity: str, config: Config) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".config-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
-                pickle.dump((identity, stamps, config), out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
         _prune(directory, keep=path)
     except (OSError, pickle.PicklingError):
-        pass  # no cache this time: the config itself is fine
+        pass  # no cache this time: the value itself is fine
+
+
+def cached_derivation(kind: str, identity: str, build: Callable[[], T]) -> T:
+    """A value derived from a configuration (the rules engine's compiled rules), kept in
+    the same cache as the Config: `build()` runs only when no file holds `identity`, which
+    must name everything the value depends on (it is compared whole, not by checksum)."""
+    directory = cache_dir()
+    if directory is None:
+        return build()
+    digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
+    path = os.path.join(directory, f"config-{kind}-{digest:08x}.pickle")
+    if _safe_dir(directory):
+        try:
+            with open(path, "rb") as stream:
+                if os.fstat(stream.fileno()).st_uid == os.geteuid():
+                    stored_identity, value = _unpickle(stream)
+                    if stored_identity == identity:
+                        return value
+        except Exception:  # a missing, truncated or outdated file is only a miss
+            pass
+    value = build()
+    _store(path, (identity, value))
+    return value
 
 
 def _prune(directory: str, keep: str) -> None:

@@ -80,7 +80,10 @@ def rule_router_for(config: Config, *, open_map: MapOpener | None = None) -> Rul
 
 
 def routing_is_stock(config: Config) -> bool:
-    """True when rulesets 3, 0, 1, 2 and 4 of the cf are all sendmail's stock m4 output."""
+    """True when rulesets 3, 0, 1, 2 and 4 of the cf are all sendmail's stock m4 output
+    (decided by the translator when it made the Config: Config.routing_rules)."""
+    if config.routing_rules:
+        return config.routing_rules != "cf"
     return _routing_is_stock(StockReport(config.cf.rulesets))
 
 
@@ -94,9 +97,13 @@ class RulesForRouting:
     def __init__(self, config: Config, *, open_map: MapOpener | None = None) -> None:
         self.config = config
         self.open_map = open_map
-        report = StockReport(config.cf.rulesets)
-        self.stock = _routing_is_stock(report)
-        self.available = report.has_rules("0")  # a cf without ruleset 0 routes by tables
+        if config.routing_rules:  # decided by the translator
+            self.stock = config.routing_rules != "cf"
+            self.available = config.routing_rules != "tables"
+        else:
+            report = StockReport(config.cf.rulesets)
+            self.stock = _routing_is_stock(report)
+            self.available = report.has_rules("0")  # a cf without ruleset 0: the tables
         self._router: RuleRouter | None = None
         if self.available and not self.stock:
             self._router = rule_router_for(config, open_map=open_map)
