@@ -70,6 +70,9 @@ class Deliverer(Protocol):
 
 
 Route = Callable[[QueueRecipient, "QueuedMessage"], list[Any]]
+# sendmail's check_compat: (envelope sender, delivery) -> None to deliver it, or the
+# result that stands instead (refused, deferred, or discarded and counted as sent)
+Compat = Callable[[str, Any], "DeliveryResult | None"]
 
 
 @record
@@ -201,8 +204,10 @@ class QueueRunner:
         verbose: IO[str] | None = None,
         clock: Callable[[], float] = time.time,
         display_dir: str | None = None,
+        compat: Compat | None = None,
     ) -> None:
         self.store = store
+        self.compat = compat
         self.route = route
         self.deliverers = deliverers
         self.hostname = hostname
@@ -340,6 +345,10 @@ class QueueRunner:
                 continue
             for delivery in deliveries:
                 message.origins[id(delivery)] = rcpt
+                verdict = self.compat(queue_file.sender, delivery) if self.compat else None
+                if verdict is not None:
+                    results.setdefault(index, []).append((delivery, verdict))
+                    continue
                 groups.setdefault(delivery.mailer, []).append((index, delivery))
         for mailer, members in groups.items():
             for index, delivery, result in self._deliver_group(message, mailer, members):

@@ -184,4 +184,36 @@ def runner_for_config(
         min_queue_age=parse_interval(config.option("MinQueueAge"), 0.0),
         mail_log=mail_log,
         verbose=verbose,
+        compat=compat_check(config),
     )
+
+
+def compat_check(config: Config) -> Callable[[str, Any], DeliveryResult | None]:
+    """sendmail's check_compat before each delivery, when the cf has its own rules there
+    (LOCAL_RULESETS): `$#error` bounces that delivery, a 4xx error defers it, `$#discard`
+    drops it as delivered. The rules are compiled at the first delivery, and only for a
+    cf whose check_compat is not stock."""
+    checks: list[Any] = []  # [RuleChecks | None] once decided
+
+    def check(sender: str, delivery: Any) -> DeliveryResult | None:
+        if not checks:
+            from pysendmail.rules.smtpchecks import checks_for_config
+
+            made = checks_for_config(config)
+            checks.append(made if made is not None and made.runs("check_compat") else None)
+        if checks[0] is None:
+            return None
+        recipient = getattr(delivery, "address", "") or str(getattr(delivery, "original", ""))
+        verdict = checks[0].compat(sender, recipient)
+        if verdict is None or verdict.accepted:
+            return None
+        if verdict.action == "discard":
+            return DeliveryResult.sent(recipient, "discarded")
+        code, _, rest = (verdict.reply or "550 5.7.1 Rejected").partition(" ")
+        status = verdict.status or ("4.7.1" if code.startswith("4") else "5.7.1")
+        text = rest.partition(" ")[2] if rest[:1].isdigit() else rest
+        if code.startswith("4") or verdict.action == "tempfail":
+            return DeliveryResult.deferred(recipient, f"Deferred: {text}", status)
+        return DeliveryResult.bounced(recipient, text, status)
+
+    return check

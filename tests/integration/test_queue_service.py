@@ -98,3 +98,53 @@ def test_the_test_suite_runs_in_loopback_only_mode(oracle_dir):
     config = translate(oracle_dir / "configs" / "office" / "office.cf", hostname="mail.example.com")
     remote = service.deliverers_for_config(config)["esmtp"]
     assert isinstance(remote.settings.resolver, service.LoopbackOnlyResolver)
+
+
+COMPAT_RULES = """
+LOCAL_RULESETS
+Scheck_compat
+R$* $| $* @ blocked . example\t$#error $@ 5.7.1 $: "550 Local rule: no mail to blocked.example"
+R$* $| $* @ later . example\t$#error $@ 4.4.5 $: "451 Local rule: later"
+R$* $| $* @ quiet . example\t$#discard $: discard
+R$* $| $*\t\t\t$@ OK
+"""
+
+
+class Recorder:
+    def __init__(self):
+        self.addresses = []
+
+    def deliver(self, message, deliveries):
+        self.addresses.extend(d.address for d in deliveries)
+        return [DeliveryResult.sent(d.address, mailer="esmtp") for d in deliveries]
+
+
+def test_check_compat_runs_before_each_delivery(oracle_dir, tmp_path):
+    from pysendmail.envelope import Envelope, Recipient
+    from pysendmail.headers import Header
+
+    cf = tmp_path / "compat.cf"
+    cf.write_text((oracle_dir / "configs/debian/debian.cf").read_text() + COMPAT_RULES)
+    queue_dir = tmp_path / "mqueue"
+    queue_dir.mkdir(mode=0o700)
+    config = translate(cf, hostname="mail.example.com")
+    config = replace(config, options={**config.options, "QueueDirectory": str(queue_dir)})
+    recorder = Recorder()
+    mailers = {name: recorder for name in ("esmtp", "smtp", "smtp8", "dsmtp", "relay")}
+    runner = service.runner_for_config(config, extra_deliverers=mailers)
+    store = runner.store
+    rcpts = ["bob@blocked.example", "carol@later.example", "dave@quiet.example"]
+    rcpts.append("erin@example.org")
+    envelope = Envelope(sender="alice@example.org", recipients=[Recipient(r) for r in rcpts])
+    qid = store.enqueue(
+        envelope, [Header("Subject", "compat")], b"body\n", hostname="mail.example.com"
+    )
+    runner.run()
+    assert recorder.addresses == ["erin@example.org"]  # refused, deferred, discarded: kept back
+    left = store.read(qid)  # carol waits for a later run
+    assert [r.address for r in left.recipients] == ["carol@later.example"]
+    bounces = [store.read(other) for other in store.queue_ids() if other != qid]
+    assert [[r.address for r in b.recipients] for b in bounces] == [["alice@example.org"]]
+    report = (queue_dir / f"df{bounces[0].qid}").read_text()
+    assert "no mail to blocked.example" in report and "bob@blocked.example" in report
+    assert "dave@quiet.example" not in report
