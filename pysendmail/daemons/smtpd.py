@@ -298,6 +298,14 @@ class SmtpConnection:
             {"_": self.client.smtp_client, "daemon_flags": "", **self._tls_macros}
         )
         message_headers = [header_from_lines(h.split("\n")) for h in done.headers]
+        refusal = self._header_checks(message_headers)
+        if refusal == "discard":
+            draft.abort()
+            self.service.mail_log.event(draft.qid, "discarded")
+            return self.session.message_queued(draft.qid)
+        if refusal is not None:
+            draft.abort()
+            return self.session.message_failed(refusal)
         warnings = []
         if self.invoker is not None:
             warnings = bs_auth_warnings(self.service, *self.invoker, envelope.sender)
@@ -332,6 +340,26 @@ class SmtpConnection:
         if self.service.on_queued is not None:
             self.service.on_queued(qid)
         return self.session.message_queued(qid)
+
+    def _header_checks(self, headers: list[Header]) -> MailError | str | None:
+        """The cf's header check rulesets (`HName: $>rs`) over the received headers, as
+        sendmail runs them while collecting: the first `$#error` refuses the message with
+        its reply, `$#discard` drops it ("discard"); None lets it in."""
+        checks = getattr(self.service.policy, "rule_checks", None)
+        if checks is None or not getattr(checks, "world", None) or not checks.world.header_checks:
+            return None
+        for header in headers:
+            verdict = checks.header(self.session.view, header.name, header.value)
+            if verdict is None or verdict.accepted:
+                continue
+            if verdict.action == "discard":
+                return "discard"
+            code, _, rest = (verdict.reply or "550 5.7.1 Header refused").partition(" ")
+            status, _, text = rest.partition(" ")
+            if not code.isdigit() or not status[:1].isdigit():
+                code, status, text = "550", "5.7.1", verdict.reply or "Header refused"
+            return MailError(text, reply_code=int(code), status=status)
+        return None
 
     def _header_templates(self) -> tuple[HeaderTemplate | HeaderSpec, ...]:
         service = self.service

@@ -59,7 +59,8 @@ class RuleChecks:
         cls, world: RuleWorld, report: StockReport, macros: Mapping[str, str] | None = None
     ) -> RuleChecks | None:
         if not any(report.runs_rules(entry) for entry in CHECK_POINTS):
-            return None
+            # header checks alone (H lines with $>rs): the stock policy keeps the others
+            return cls(world, frozenset(), macros=macros) if world.header_checks else None
         # One check with hand-written rules puts the cf's rules in charge of all of them,
         # as in sendmail: a check the cf does not define accepts (delay_checks moves the
         # sender checks from check_mail to check_rcpt, for one).
@@ -134,6 +135,29 @@ class RuleChecks:
         macros["f"] = _path_address(sender)
         return run_check(self.world, "check_mail", f"<{macros['f']}>", macros=macros)
 
+    def header(self, session: Any, name: str, value: str) -> Verdict | None:
+        """chompheader()'s check of one received header: the H line's `$>rs` for this
+        header (or `H*:`'s) over its value, (comments) stripped unless `$>+rs`; None when
+        no ruleset checks this header."""
+        check = self.world.header_checks.get(name.lower()) or self.world.header_checks.get("*")
+        if check is None:
+            return None
+        ruleset, strip = check
+        from pysendmail.rules.testmode import strip_comments
+
+        value = value.strip()
+        macros = self.session_macros(session)
+        macros.update(
+            {
+                "hdr_name": name,
+                "hdrlen": str(len(value)),
+                "currHeader": '"' + value.replace('"', '\\"') + '"',
+            }
+        )
+        return run_check(
+            self.world, ruleset, strip_comments(value) if strip else value, macros=macros
+        )
+
     def rcpt(self, session: Any, recipient: str) -> Verdict | None:
         if not self.runs("check_rcpt"):
             return None
@@ -157,9 +181,12 @@ class RuleChecks:
 
 
 def checks_for_config(config: Config, *, open_map: MapOpener | None = None) -> RuleChecks | None:
-    """The RuleChecks of a translated cf, or None when its check rulesets are all stock."""
+    """The RuleChecks of a translated cf, or None when its check rulesets are all stock
+    and no H line names a header check ruleset."""
+    from pysendmail.rules.context import header_checks
+
     report = StockReport(config.cf.rulesets)
-    if not any(report.runs_rules(entry) for entry in CHECK_POINTS):
+    if not any(report.runs_rules(entry) for entry in CHECK_POINTS) and not header_checks(config.cf):
         return None
     world = build_world(config.cf, hostname=config.hostname, config=config, open_map=open_map)
     mode = str(config.option("DeliveryMode") or "background")[:1].lower()

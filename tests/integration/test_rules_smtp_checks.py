@@ -198,3 +198,42 @@ def test_debian_cf_with_local_rulesets_runs_them(oracle_dir, tmp_path):
             b"5.1.1 <fax@mail.example.com>... Local rule: no faxes by mail",
         )
         assert client.rcpt("<root@mail.example.com>")[0] == 250
+
+
+HEADER_CHECKS = """
+HX-Spam-Flag: $>check_spamflag
+HSubject: $>check_subject
+Scheck_spamflag
+R$* YES $*\t\t$#error $@ 5.7.1 $: "550 Spam flagged by a header check"
+Scheck_subject
+R$* discard-me $*\t$#discard $: discard
+R$* later $*\t\t$#error $@ 4.7.1 $: "451 Subject refused for now"
+"""
+
+
+def test_header_check_rulesets_judge_the_received_headers(oracle_dir, tmp_path):
+    """`HName: $>rs` lines on an otherwise stock cf: the rulesets run over each received
+    header at the end of DATA; `$#error` refuses the message, `$#discard` drops it."""
+    cf = make_cf(oracle_dir / "configs/debian/debian.cf", tmp_path / "headers.cf", HEADER_CHECKS)
+    config = translate(cf, hostname=HOSTNAME)
+    checks = rule_checks(config)
+    assert checks is not None and not checks.points  # the stock policy keeps the rest
+    queue_dir = tmp_path / "mqueue"
+    cases = [
+        (b"X-Spam-Flag: YES\r\nSubject: hi\r\n", 550, b"5.7.1 Spam flagged by a header check"),
+        (b"Subject: please discard-me\r\n", 250, None),
+        (b"Subject: (a comment) later\r\n", 451, b"4.7.1 Subject refused for now"),
+        (b"X-Spam-Flag: NO\r\nSubject: fine\r\n", 250, None),
+    ]
+    with daemon(config, queue_dir) as port:
+        for head, code, text in cases:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.ehlo("client.example.net")
+                assert client.mail("<root@mail.example.com>")[0] == 250
+                assert client.rcpt("<root@mail.example.com>")[0] == 250
+                reply = client.data(head + b"\r\nbody\r\n")
+                assert reply[0] == code, (head, reply)
+                if text is not None:
+                    assert reply[1] == text
+    [qf] = queue_dir.glob("qf*")  # only the message with acceptable headers
+    assert b"Subject: fine" in qf.read_bytes()
