@@ -16,8 +16,8 @@ Both programs read the same cf: --cf, else pysendmail's embedded default.cf (a
 sendmail.cf made by sendmail's own m4 macros, with no database maps, so the real
 sendmail reads it as it is). The real sendmail is found at --real-sendmail, in
 $PYSENDMAIL_REAL_SENDMAIL, at Debian's /usr/lib/sm.bin/sendmail, or unpacked from
-Debian's sendmail-bin package where the queue tests left it
-(/tmp/pysendmail-sendmail-bin). It runs as root in its own network and UTS namespaces
+Debian's sendmail-bin package (fetched with apt-get download when missing,
+bench/queue_common.py). It runs as root in its own network and UTS namespaces
 (`unshare -n -u`): no packet leaves and its host name is set there only; every command
 of that run then goes through the same wrapper so that the figures compare.
 
@@ -60,9 +60,6 @@ ENTRY = (
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CF = REPO / "pysendmail" / "config" / "default.cf"
-UNPACKED = (
-    Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin/root/usr/libexec/sendmail/sendmail"
-)
 NAMESPACE = ["unshare", "-n", "-u", "sh", "-c", 'hostname bench.example.com && exec "$@"', "sh"]
 
 
@@ -107,13 +104,10 @@ def instructions(argv: list[str], stdin: bytes, env: dict) -> str:
 
 
 def find_real_sendmail(given: str | None) -> Path | None:
-    for candidate in (
-        given,
-        os.environ.get("PYSENDMAIL_REAL_SENDMAIL"),
-        "/usr/lib/sm.bin/sendmail",
-        "/usr/libexec/sendmail/sendmail",
-        str(UNPACKED),
-    ):
+    from queue_common import real_sendmail
+
+    found = real_sendmail()
+    for candidate in (given, "/usr/lib/sm.bin/sendmail", str(found) if found else None):
         if (
             candidate
             and os.access(candidate, os.X_OK)

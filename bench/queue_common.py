@@ -50,25 +50,35 @@ def safe_workdir(prefix: str) -> Path:
     return base
 
 
+SENDMAIL_BIN_CACHE = Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin"
+UNPACKED_SENDMAIL = SENDMAIL_BIN_CACHE / "root" / "usr" / "libexec" / "sendmail" / "sendmail"
+
+
+def unpacked_sendmail() -> Path | None:
+    """Debian's sendmail-bin fetched with `apt-get download` and unpacked with `dpkg -x`
+    into a cache directory (never installed): its sendmail binary, beside mail.local."""
+    if UNPACKED_SENDMAIL.exists():
+        return UNPACKED_SENDMAIL
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        return None
+    SENDMAIL_BIN_CACHE.mkdir(exist_ok=True)
+    subprocess.run(
+        ["apt-get", "download", "sendmail-bin"], cwd=SENDMAIL_BIN_CACHE, capture_output=True
+    )
+    debs = sorted(SENDMAIL_BIN_CACHE.glob("sendmail-bin_*.deb"))
+    if not debs:
+        return None
+    subprocess.run(["dpkg", "-x", str(debs[-1]), str(SENDMAIL_BIN_CACHE / "root")], check=True)
+    return UNPACKED_SENDMAIL if UNPACKED_SENDMAIL.exists() else None
+
+
 def real_sendmail() -> Path | None:
     """Debian's sendmail 8.17 binary: $PYSENDMAIL_REAL_SENDMAIL, the installed one, or the
     package unpacked (never installed) into a cache directory."""
     for candidate in (os.environ.get("PYSENDMAIL_REAL_SENDMAIL"), "/usr/libexec/sendmail/sendmail"):
         if candidate and os.access(candidate, os.X_OK):
             return Path(candidate)
-    cache = Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin"
-    binary = cache / "root" / "usr" / "libexec" / "sendmail" / "sendmail"
-    if binary.exists():
-        return binary
-    if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        return None
-    cache.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", "download", "sendmail-bin"], cwd=cache, capture_output=True)
-    debs = list(cache.glob("sendmail-bin_*.deb"))
-    if not debs:
-        return None
-    subprocess.run(["dpkg", "-x", str(debs[0]), str(cache / "root")], check=True)
-    return binary if binary.exists() else None
+    return unpacked_sendmail()
 
 
 def office_config(workdir: Path) -> Path:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from delivery_local import existing_users, mail_local_libraries  # noqa: E402
 from delivery_smtp import SinkHandler  # noqa: E402
+from queue_common import unpacked_sendmail  # noqa: E402
 
 from pysendmail.envelope import Envelope, Recipient  # noqa: E402
 from pysendmail.headers import MACRO_CHAR, Header  # noqa: E402
@@ -52,16 +53,7 @@ INSIDE = "PYSENDMAIL_BENCH_INSIDE"
 
 def fetch_sendmail() -> bool:
     """Debian's sendmail-bin unpacked under the temp dir (the queue tests do the same)."""
-    if SENDMAIL.exists():
-        return True
-    if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        return False
-    cache = UNPACKED.parent
-    cache.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", "download", "sendmail-bin"], cwd=cache, capture_output=True)
-    for deb in cache.glob("sendmail-bin_*.deb"):
-        subprocess.run(["dpkg", "-x", str(deb), str(UNPACKED)], check=False)
-    return SENDMAIL.exists()
+    return unpacked_sendmail() == SENDMAIL
 
 
 def fixtures_dir() -> Path:

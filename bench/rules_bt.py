@@ -35,10 +35,6 @@ from pysendmail.rules.context import build_world  # noqa: E402
 from pysendmail.rules.testmode import run_testmode  # noqa: E402
 from tests.conftest import FIXTURES_SRC  # noqa: E402
 
-UNPACKED = (
-    Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin/root/usr/libexec/sendmail/sendmail"
-)
-
 
 def oracle_copy(dest: Path) -> Path:
     target = dest / "sendmail-8.17"
@@ -97,10 +93,11 @@ def theirs(binary: Path, cf: Path, lines: list[str]) -> tuple[float, float, str]
 def sendmail_binary(given: str | None) -> Path | None:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return None
-    for candidate in (given, os.environ.get("PYSENDMAIL_REAL_SENDMAIL"), str(UNPACKED)):
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    return None
+    if given and os.access(given, os.X_OK):
+        return Path(given)
+    from queue_common import real_sendmail
+
+    return real_sendmail()
 
 
 def safe_dir() -> Path:

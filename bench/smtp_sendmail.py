@@ -20,30 +20,19 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-CACHE = Path(tempfile.gettempdir()) / "pysendmail-sendmail-bin"
-LIBEXEC = Path("usr/libexec/sendmail")
+from queue_common import unpacked_sendmail
+
 NAMESPACE_MARK = "PYSENDMAIL_BENCH_NETNS"
 MAPS = ("access", "virtusertable", "mailertable", "genericstable")
 
 
 def sendmail_dir() -> Path | None:
     """Where the unpacked sendmail-bin's programs are, fetching the package if needed."""
-    unpacked = CACHE / "root" / LIBEXEC
-    if (unpacked / "sendmail").exists():
-        return unpacked
-    if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        return None
-    CACHE.mkdir(exist_ok=True)
-    subprocess.run(["apt-get", "download", "sendmail-bin"], cwd=CACHE, capture_output=True)
-    debs = sorted(CACHE.glob("sendmail-bin_*.deb"))
-    if not debs:
-        return None
-    subprocess.run(["dpkg", "-x", str(debs[-1]), str(CACHE / "root")], check=True)
-    return unpacked if (unpacked / "sendmail").exists() else None
+    binary = unpacked_sendmail()
+    return binary.parent if binary is not None else None
 
 
 def why_not() -> str | None:
