@@ -39,7 +39,7 @@ class Collected:
         return self.header_bytes + self.body_bytes
 
 
-def _lines(stream: BinaryIO) -> object:
+def input_lines(stream: BinaryIO) -> object:
     """Yield the input's lines, each with its LF (the last may have none)."""
     pending = b""
     while True:
@@ -67,7 +67,7 @@ def collect(
     headers = HeaderCollector()
     in_headers = True
     out = bytearray()
-    for raw in _lines(stream):
+    for raw in input_lines(stream):
         line = raw[:-2] + b"\n" if raw.endswith(b"\r\n") else raw
         if not ignore_dots and line.rstrip(b"\n") == b"." and line.endswith(b"\n"):
             result.ended_by_dot = True

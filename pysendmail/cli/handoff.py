@@ -15,8 +15,9 @@ other half, taking submissions in:
   a submission by the file's owner uid, which is the only thing about it that is
   trusted. A file that is not a regular file, has other links, belongs to root, or is not
   marked complete is left alone; the command line inside is read again and stripped of
-  what only a trusted user may say (-C, -O/-o options other than -oi/-oe/-od, -M, -p,
-  -X, -D), exactly as if that user had run sendmail with a queue of their own.
+  what only a trusted user may say (-C, -O/-o options other than -oi/-oe/-od, -M other
+  than -Mr and -Ms, -X, -D), exactly as if that user had run sendmail with a queue of
+  their own.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def hand_over(ctx, inv: Invocation, caller, stdin: BinaryIO, out: TextIO, err: T
     directory = submission_dir(ctx.queue_dir)
     name = f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
     path = os.path.join(directory, name)
-    header = json.dumps({"argv": _argv_of(inv), "uid": caller.uid}).encode() + b"\n"
+    fields = {"argv": _argv_of(inv), "uid": caller.uid, "name": os.environ.get("NAME")}
+    header = json.dumps(fields).encode() + b"\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _WRITING_MODE)
     except OSError as exc:
@@ -114,7 +116,9 @@ def untrusted_view(inv: Invocation) -> Invocation:
     inv.config_file = None
     inv.debug_file = None
     inv.traffic_log = None
-    inv.macros = {}
+    # sendmail lets anyone set the protocol and host macros ($r, $s: -p, -Mr, -Ms); any
+    # other -M makes it give up its privileges, so it could not queue into this queue.
+    inv.macros = {name: value for name, value in inv.macros.items() if name in ("r", "s")}
     inv.settings = [
         s
         for s in inv.settings
@@ -131,6 +135,7 @@ class Submission:
     uid: int
     argv: list[str]
     body: BinaryIO
+    name: str | None = None  # the submitter's $NAME (the full name without -F)
 
 
 def _open_submission(path: str) -> Submission | None:
@@ -154,12 +159,14 @@ def _open_submission(path: str) -> Submission | None:
     try:
         fields = json.loads(header) if magic == MAGIC else None
         argv = [str(a) for a in fields["argv"]] if isinstance(fields, dict) else None
+        name = fields.get("name") if isinstance(fields, dict) else None
     except (ValueError, KeyError, TypeError):
-        argv = None
+        argv = name = None
     if not argv:
         stream.close()
         return None
-    return Submission(path=path, uid=st.st_uid, argv=argv, body=stream)
+    name = name if isinstance(name, str) else None
+    return Submission(path=path, uid=st.st_uid, argv=argv, body=stream, name=name)
 
 
 def take_in(
@@ -186,7 +193,8 @@ def take_in(
             continue
         with submission.body:
             try:
-                inv = untrusted_view(parse_args(submission.argv, environ={}))
+                environ = {} if submission.name is None else {"NAME": submission.name}
+                inv = untrusted_view(parse_args(submission.argv, environ=environ))
             except Exception:
                 inv = None
             qid = None if inv is None else submit_one(inv, submission.uid, submission.body)

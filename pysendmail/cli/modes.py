@@ -367,29 +367,33 @@ def _smtp_daemon(foreground: bool) -> Runner:
                 foreground,
                 rebuild=lambda: runtime.load_config(inv),
                 argv=inv.source_argv,
-                companion=_local_socket(config),
+                companion=_local_sockets(config, inv),
             )
         )
 
     return run
 
 
-def _local_socket(config):
-    """The daemon's local submission socket (started by run_daemon once detached)."""
+def _local_sockets(config, inv: Invocation):
+    """The daemon's local submission sockets (started by run_daemon once detached): SMTP
+    for -bs by a user, the command line for `sendmail rcpt...` by a user, which is
+    submitted with this daemon's configuration (its cf and its -O settings)."""
 
     def start(service_ref):
         import logging
 
-        from pysendmail.cli.socketsubmit import socket_path
+        from pysendmail.cli.socketsubmit import socket_path, submit_for_peer
         from pysendmail.daemons.localsubmit import LocalSubmitServer
 
         queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
-        server = LocalSubmitServer(socket_path(queue_dir), service_ref)
+        command_line = submit_for_peer(inv, lambda: service_ref().on_queued)
+        server = LocalSubmitServer(socket_path(queue_dir), service_ref, command_line)
         try:
             server.start()
         except OSError as error:
             # Users still hand their mail over through the submission directory.
             logging.getLogger("pysendmail").error("no local submission socket: %s", error)
+            server.stop()
             return lambda: None
         return server.stop
 

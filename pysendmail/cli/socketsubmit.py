@@ -1,17 +1,24 @@
 """Submission by a user who may not write the queue, through the running daemon's local
-socket (the other half is `daemons.localsubmit`).
+sockets (the other half is `daemons.localsubmit`).
 
-The message is read from standard input first (spooled to an unlinked temporary file,
-never held whole, with -i and the lone dot as `collect` reads them); then an SMTP session
-on the Unix socket hands it over: MAIL FROM the -f address or the user's own name,
-RCPT TO each recipient (with -t, the header recipients too, and the Bcc: lines are not
-sent), DATA. The daemon knows the user from the kernel, whatever is said here.
+`sendmail [flags] rcpt... < message` by such a user: standard input is read first, as
+it came (spooled to an unlinked temporary file, never held whole; without -i it ends
+at a line holding a lone dot, as `collect` ends it, so a user typing at a terminal is
+not kept waiting for an end of file), then the command line and that input go to the
+daemon's command-line socket. The daemon runs the same submission a user who may write
+the queue runs (`submit_for_peer`, here, run in the daemon), as the uid the kernel
+names, so the queue files are those of a direct submission: the same From: with the
+-F full name, the same `X-Authentication-Warning: HOST: USER set sender to ADDR using
+-f`, the same DSN parameters (-N, -R, -V), body type (-B), hop count (-h), macros (-M,
+-p, which are dropped for an untrusted user as on the submission directory's way), -t
+with its Bcc: removal. What the daemon printed is printed here.
 
-`submit()` returns the exit status once the daemon said `250` after the message (it is
-in the durable queue), or when the daemon refused for good (its reply printed as
-sendmail prints a refused address). It returns None when the daemon is not there, would
-not take the message now (4xx) or the connection broke before that `250`: the caller
-then hands the spooled message to the submission directory instead.
+`submit()` returns the exit status once the daemon answered (the message is then in the
+durable queue, or was refused). It returns None when the daemon is not there, would not
+take the message now, or the connection broke before its answer: the caller then hands
+the spooled input to the submission directory instead.
+
+`sendmail -bs` by such a user is relayed to the SMTP socket (`relay_session`).
 """
 
 from __future__ import annotations
@@ -19,258 +26,131 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, TextIO
 
-from pysendmail import address
 from pysendmail.cli.options import Invocation
 from pysendmail.sysexits import ExitCode
 
 CONNECT_TIMEOUT = 10.0
 REPLY_TIMEOUT = 300.0
 _CHUNK = 64 * 1024
-_BCC = frozenset({"bcc", "resent-bcc"})
+_DOT_LINES = (b".\n", b".\r\n", b".")
 
 
 class Spool:
-    """Standard input as `collect` reads it: parsed headers and the body on disk."""
+    """Standard input as the command read it, kept in an unlinked temporary file."""
 
     def __init__(self, stdin: BinaryIO, ignore_dots: bool) -> None:
-        from pysendmail.cli.collect import collect
+        from pysendmail.cli.collect import input_lines
 
-        self.body = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the spool)
-        self.collected = collect(stdin, self.body.write, ignore_dots=ignore_dots)
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the spool)
+        if ignore_dots:
+            while chunk := stdin.read(_CHUNK):
+                self.file.write(chunk)
+        else:
+            for line in input_lines(stdin):  # type: ignore[attr-defined]
+                self.file.write(line)
+                if line in _DOT_LINES:
+                    break  # the end of the message: the rest is not read, as by collect
 
-    def message(self, *, drop_bcc: bool) -> list[bytes]:
-        """The header block (and its blank line) as received, Bcc: left out on request."""
-        lines = [
-            (h.raw or h.text() + "\n").encode("utf-8", "surrogateescape")
-            for h in self.collected.headers
-            if not (drop_bcc and h.key in _BCC)
-        ]
-        return [*lines, b"\n"] if lines else []
-
-    def chunks(self):
-        self.body.seek(0)
-        while chunk := self.body.read(_CHUNK):
+    def chunks(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(_CHUNK):
             yield chunk
 
-    def as_stream(self, *, drop_bcc: bool) -> BinaryIO:
-        """The whole message again, for the submission directory."""
-        copy = tempfile.TemporaryFile()  # noqa: SIM115 (the caller reads it)
-        for line in self.message(drop_bcc=drop_bcc):
-            copy.write(line)
-        for chunk in self.chunks():
-            copy.write(chunk)
-        copy.seek(0)
-        return copy  # type: ignore[return-value]
+    def rewound(self) -> BinaryIO:
+        """The spooled input from its start, for the submission directory."""
+        self.file.seek(0)
+        return self.file  # type: ignore[return-value]
 
 
-class _Refused(Exception):
-    """A permanent refusal: the reply is printed and decides the exit status."""
+def submit(path: str, inv: Invocation, spool: Spool, out: TextIO) -> int | None:
+    """Hand the command line and the spooled input to the daemon's command-line socket
+    at `path`; see the module docstring."""
+    from pysendmail.daemons.localsubmit import (
+        MAX_REQUEST_LINE,
+        chunk,
+        parse_reply,
+        request_head,
+    )
 
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
-
-class _Unavailable(Exception):
-    """The daemon cannot take the message now: hand it over another way."""
-
-
-class _Client:
-    """The few SMTP commands needed, on a connected socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.pending = b""
-
-    def reply(self) -> tuple[int, list[str]]:
-        lines: list[str] = []
-        while True:
-            while b"\n" not in self.pending:
-                data = self.sock.recv(_CHUNK)
-                if not data:
-                    raise _Unavailable("connection closed")
-                self.pending += data
-            raw, self.pending = self.pending.split(b"\n", 1)
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            if len(line) < 3 or not line[:3].isdigit():
-                raise _Unavailable(f"not an SMTP reply: {line!r}")
-            lines.append(line[4:])
-            if line[3:4] != "-":
-                return int(line[:3]), lines
-
-    def command(self, line: str, expect: tuple[int, ...]) -> list[str]:
-        self.sock.sendall(line.encode("utf-8", "surrogateescape") + b"\r\n")
-        return self.check(*self.reply(), expect)
-
-    @staticmethod
-    def check(code: int, lines: list[str], expect: tuple[int, ...]) -> list[str]:
-        if code in expect:
-            return lines
-        if 400 <= code < 500 or code < 200:
-            raise _Unavailable(" ".join(lines))
-        raise _Refused(code, lines[-1] if lines else "")
-
-
-def _plain_text(reply: str) -> str:
-    """A reply's text without its enhanced status code (`5.1.1 ...` -> `...`)."""
-    first, _, rest = reply.partition(" ")
-    return rest if first.count(".") == 2 and first[:1] in "245" else reply
-
-
-def _exit_status(code: int, reply: str) -> int:
-    status = reply.split(" ", 1)[0]
-    if status.endswith(".1.1"):
-        return int(ExitCode.NOUSER)
-    if status.endswith(".1.2"):
-        return int(ExitCode.NOHOST)
-    if status in ("5.1.3", "5.1.7", "5.5.2", "5.5.4"):
-        return int(ExitCode.USAGE)
-    return int(ExitCode.UNAVAILABLE)
-
-
-def _bare(text: str) -> str:
-    try:
-        return address.parse_item(text).addr_spec or text
-    except Exception:  # an address the daemon will judge (and refuse) itself
-        return text.strip()
-
-
-def envelope_recipients(inv: Invocation, spool: Spool, old_style: bool) -> list[str]:
-    """The recipients as the direct submission finds them (argv, then -t headers)."""
-    from pysendmail.cli.submit import header_recipients
-
-    lists = list(inv.recipients)
-    if inv.read_recipients:
-        for header in header_recipients(spool.collected.headers):
-            items = address.split_list(header.unfolded(), old_style=old_style)
-            if items:
-                lists.append(", ".join(items))
-    found: list[str] = []
-    for text in lists:
-        for item in address.parse_list(text, old_style=old_style):
-            if item.addr_spec and item.addr_spec not in found:
-                found.append(item.addr_spec)
-    return found
-
-
-def submit(
-    path: str, inv: Invocation, sender: str, spool: Spool, out: TextIO, *, old_style: bool
-) -> int | None:
-    """Hand the spooled message to the daemon on `path`; see the module docstring."""
-    if inv.read_recipients and spool.collected.headers_have_bare_cr:
-        out.write("Message refused: a header line holds a bare carriage return\n")
-        return int(ExitCode.DATAERR)
-    try:
-        recipients = envelope_recipients(inv, spool, old_style)
-    except Exception:
-        return None  # a list the daemon's way cannot carry: the submission directory can
-    if not recipients:
-        from pysendmail.cli.submit import NO_HEADER_RECIPIENTS
-
-        out.write(NO_HEADER_RECIPIENTS + "\n")
-        return int(ExitCode.OK)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         sock.settimeout(REPLY_TIMEOUT)
-        return _session(_Client(sock), inv, sender, recipients, spool, out)
-    except (OSError, _Unavailable):
+        argv = list(inv.source_argv) or [inv.program]
+        sock.sendall(request_head(argv, os.environ.get("NAME")))
+        for piece in spool.chunks():
+            sock.sendall(chunk(piece))
+        sock.sendall(chunk(b""))
+        with sock.makefile("rb") as replies:
+            line = replies.readline(MAX_REQUEST_LINE)
+    except OSError:
         return None
     finally:
         sock.close()
-
-
-def _session(
-    client: _Client, inv: Invocation, sender: str, recipients: list[str], spool: Spool, out
-) -> int | None:
-    try:
-        client.check(*client.reply(), (220,))
-        extensions = {
-            line.split(" ")[0].upper() for line in client.command("EHLO localhost", (250,))[1:]
-        }
-        client.command(f"MAIL FROM:<{_bare(sender)}>{_mail_params(inv, extensions)}", (250,))
-    except _Refused as refused:
-        out.write(f"{sender}... {_plain_text(refused.text)}\n")
-        return _exit_status(refused.code, refused.text)
-    status = 0
-    accepted = 0
-    for rcpt in recipients:
-        try:
-            client.command(f"RCPT TO:<{rcpt}>{_rcpt_params(inv, extensions)}", (250, 251))
-            accepted += 1
-        except _Refused as refused:
-            out.write(f"{rcpt}... {_plain_text(refused.text).split('... ', 1)[-1]}\n")
-            status = status or _exit_status(refused.code, refused.text)
-    if not accepted:
-        _quit(client)
-        return status
-    try:
-        client.command("DATA", (354,))
-        _send_message(client, spool, drop_bcc=inv.read_recipients)
-        client.check(*client.reply(), (250,))
-    except _Refused as refused:
-        out.write(f"{_plain_text(refused.text)}\n")
-        return _exit_status(refused.code, refused.text)
-    _quit(client)
+    reply = parse_reply(line)
+    if reply is None:
+        return None
+    status, output, retry = reply
+    if retry:
+        return None
+    out.write(output)
     return status
 
 
-def _mail_params(inv: Invocation, extensions: set[str]) -> str:
-    params = []
-    if inv.body_type and "8BITMIME" in extensions:
-        params.append(f"BODY={inv.body_type.upper()}")
-    if "DSN" in extensions:
-        if inv.ret:
-            params.append(f"RET={inv.ret.upper()}")
-        if inv.envid:
-            params.append(f"ENVID={inv.envid}")
-    return "".join(f" {p}" for p in params)
+def submit_for_peer(
+    daemon_inv: Invocation, on_queued: Callable[[], Callable[[str], None] | None]
+) -> Callable[[list[str], str | None, int, BinaryIO], tuple[int, str, bool]]:
+    """The daemon's half: a command line sent by user `uid`, run as the submission of a
+    user who may write the queue would run it, with the daemon's configuration (its cf
+    and its own -O settings) and what only a trusted user may say taken out. The delivery
+    mode is the user's: -odi delivers before answering, -odb leaves it to the daemon's
+    delivery (`on_queued`), -odq to the queue runs."""
 
+    def run(argv: list[str], name: str | None, uid: int, message: BinaryIO):
+        import io
 
-def _rcpt_params(inv: Invocation, extensions: set[str]) -> str:
-    if inv.notify and "DSN" in extensions:
-        return f" NOTIFY={inv.notify.upper()}"
-    return ""
+        from pysendmail.cli import runtime
+        from pysendmail.cli import submit as direct
+        from pysendmail.cli.handoff import untrusted_view
+        from pysendmail.cli.options import MODE_DELIVER, ArgumentError, parse_args
+        from pysendmail.cli.sendmail import refusals
 
+        try:
+            inv = parse_args(argv, environ={} if name is None else {"NAME": name})
+        except ArgumentError as exc:
+            return int(ExitCode.USAGE), f"{exc}\n", False
+        problems = inv.errors + refusals(inv)
+        if inv.mode != MODE_DELIVER:
+            problems.append("Only a message submission may be handed to the daemon")
+        if problems:
+            return int(ExitCode.USAGE), "".join(f"{line}\n" for line in problems), False
+        user_cf = inv.config_file
+        inv = untrusted_view(inv)
+        config = runtime.load_config(daemon_inv)
+        ctx = runtime.submit_context(config, inv)
+        ctx.config_from_command_line = user_cf
+        caller = direct.Caller.from_uid(uid)
+        printed = io.StringIO()
+        outcome = direct.submit(ctx, inv, caller, message, printed)
+        queued = [qid for qid in (outcome.qid, outcome.report_qid) if qid]
+        if not queued and outcome.exit_code == ExitCode.TEMPFAIL:
+            return outcome.exit_code, printed.getvalue(), True
+        status = outcome.exit_code
+        if queued and ctx.delivery_mode == "i":
+            failures = direct._failure_hook(ctx, caller, printed)
+            verbose = printed if inv.verbose else None
+            status = direct._deliver_now(config, queued, status, verbose, failures)
+        elif queued and ctx.delivery_mode == "b":
+            deliver = on_queued()
+            for qid in queued if deliver is not None else ():
+                deliver(qid)
+        return direct.status_by_error_mode(ctx, status), printed.getvalue(), False
 
-def _send_message(client: _Client, spool: Spool, *, drop_bcc: bool) -> None:
-    """DATA's content: LF sent as CRLF, leading dots doubled, then CRLF.CRLF."""
-    from itertools import chain
-
-    out = bytearray()
-    at_line_start = True
-    for piece in chain(spool.message(drop_bcc=drop_bcc), spool.chunks()):
-        start = 0
-        while start < len(piece):
-            end = piece.find(b"\n", start)
-            segment = piece[start:] if end < 0 else piece[start:end]
-            if at_line_start and segment.startswith(b"."):
-                out += b"."
-            out += segment
-            if end < 0:
-                at_line_start = not segment
-                break
-            out += b"\r\n"
-            at_line_start = True
-            start = end + 1
-        if len(out) >= _CHUNK:
-            client.sock.sendall(out)
-            out.clear()
-    if not at_line_start:
-        out += b"\r\n"
-    out += b".\r\n"
-    client.sock.sendall(out)
-
-
-def _quit(client: _Client) -> None:
-    try:
-        client.command("QUIT", (221,))
-    except (OSError, _Unavailable, _Refused):
-        pass
+    return run
 
 
 def relay_session(path: str, instream: BinaryIO, outstream: BinaryIO) -> int | None:
@@ -315,5 +195,12 @@ def relay_session(path: str, instream: BinaryIO, outstream: BinaryIO) -> int | N
 
 
 def socket_path(queue_dir: str) -> str:
-    """Where the daemon of this queue listens for local submissions."""
+    """Where the daemon of this queue listens for local SMTP sessions (-bs)."""
     return os.path.join(queue_dir.rstrip("/") + "-socket", "submit")
+
+
+def command_line_socket_path(queue_dir: str) -> str:
+    """Where the daemon of this queue takes command-line submissions."""
+    from pysendmail.daemons.localsubmit import COMMAND_LINE_SOCKET_NAME
+
+    return os.path.join(os.path.dirname(socket_path(queue_dir)), COMMAND_LINE_SOCKET_NAME)

@@ -330,7 +330,7 @@ def _finish(
         resolved = _resolve_routed(lists, ctx, caller)
     else:
         resolved = _resolve_plain(lists, ctx)
-    if ctx.error_mode not in ("m", "q"):
+    if ctx.error_mode == "p":  # sendmail holds the errors in every other mode (HoldErrs)
         for rcpt, text, _ in resolved.errors:
             out.write(f"{rcpt}... {text}\n" if rcpt else f"{text}\n")
 
@@ -491,6 +491,15 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
 
     config = runtime.load_config(inv)
     ctx = runtime.submit_context(config, inv)
+    return status_by_error_mode(ctx, _submit_and_deliver(config, ctx, inv, out, err))
+
+
+def status_by_error_mode(ctx: SubmitContext, status: int) -> int:
+    """-oee mails the errors back and always exits 0, as sendmail's finis() makes it."""
+    return int(ExitCode.OK) if ctx.error_mode == "e" else status
+
+
+def _submit_and_deliver(config, ctx: SubmitContext, inv: Invocation, out: TextIO, err) -> int:
     caller = Caller.from_uid(os.getuid())
     if caller.uid != 0 and not os.access(ctx.queue_dir, os.W_OK | os.X_OK):
         if not inv.read_recipients and not inv.recipients:
@@ -518,15 +527,14 @@ def _hand_over(
     daemon, or it cannot take the message now) the submission directory."""
     from pysendmail.cli import handoff, socketsubmit
 
-    path = socketsubmit.socket_path(ctx.queue_dir)
+    path = socketsubmit.command_line_socket_path(ctx.queue_dir)
     if not os.path.exists(path):
         return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
     spool = socketsubmit.Spool(sys.stdin.buffer, ctx.ignore_dots)
-    sender = inv.sender if inv.sender is not None else caller.name
-    status = socketsubmit.submit(path, inv, sender, spool, out, old_style=ctx.old_style_headers)
+    status = socketsubmit.submit(path, inv, spool, out)
     if status is not None:
         return status
-    return handoff.hand_over(ctx, inv, caller, spool.as_stream(drop_bcc=False), out, err)
+    return handoff.hand_over(ctx, inv, caller, spool.rewound(), out, err)
 
 
 def _failure_hook(ctx: SubmitContext, caller: Caller, out: TextIO):
