@@ -479,7 +479,7 @@ def host_identity(hostname: str) -> tuple[str, str, str | None]:
 
 
 # Bump when compile_rule's output changes for the same input.
-RULES_FORMAT = 1
+RULES_FORMAT = 2  # 2: the long ids the rules use are stored with them
 
 
 def _compiled_rules(
@@ -513,14 +513,39 @@ def _compiled_rules(
                     compile_rule(rule.lhs, rule.rhs, tables, lookup, complain, str(rule.location))
                 )
             book.rules[number] = tuple(compiled)
-        return (book.rules, book.names, book.numbers, book.next_named), complaints
+        made = (book.rules, book.names, book.numbers, book.next_named, _long_ids(book.rules))
+        return made, complaints
 
-    (rules, names, numbers, next_named), complaints = cached_derivation(
+    (rules, names, numbers, next_named, used), complaints = cached_derivation(
         "rules", identity, compile_all
     )
+    # A long macro or class id (`$={VirtHost}`) is a character numbered in the order this
+    # process first met its name, so a book compiled by another process may spell
+    # `{VirtHost}` with another character: then it is compiled under an identity that
+    # holds this process's ids too.
+    if any(tk.macro_id(name) != mid for name, mid in used):
+        current = sorted((name, tk.macro_id(name)) for name, _mid in used)
+        (rules, names, numbers, next_named, used), complaints = cached_derivation(
+            "rules", f"{identity} ids={current!r}", compile_all
+        )
     # A fresh, mutable book each time: -bt's S and .D commands change it.
     book = RuleBook(dict(rules), dict(names), dict(numbers), next_named)
     return book, list(complaints)
+
+
+_ID_HEADS = frozenset((tk.MACROEXPAND, tk.MACRODEXPAND, tk.MATCHCLASS, tk.MATCHNCLASS, tk.CONDIF))
+
+
+def _long_ids(rules: Mapping[int, Sequence[CompiledRule]]) -> frozenset[tuple[str, str]]:
+    """(name, id) of every long macro or class id the compiled rules hold, as this
+    process numbers them."""
+    found: set[tuple[str, str]] = set()
+    for ruleset in rules.values():
+        for rule in ruleset:
+            for token in (*rule.lhs, *rule.rhs):
+                if len(token) >= 2 and token[0] in _ID_HEADS and tk.is_long_id(token[1]):
+                    found.add((tk.macro_name(token[1])[1:-1], token[1]))
+    return frozenset(found)
 
 
 def build_world(
