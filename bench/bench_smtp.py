@@ -13,6 +13,7 @@ cf (queue in a temporary directory on the same disk, SuperSafe on); its resident
 also read with 1,000 idle sessions open.
 
     python bench/bench_smtp.py --sendmail           # the real sendmail 8.17 in the same run
+    python bench/bench_smtp.py --addresses 500      # 500 senders and 500 recipients
 
 With --sendmail (root, unshare(1)) the whole benchmark runs in a private network
 namespace and every scenario is run against pysendmail and then against Debian's
@@ -84,16 +85,30 @@ async def _expect(reader: asyncio.StreamReader, code: bytes) -> None:
         raise RuntimeError(f"expected {code!r}, got {line!r}")
 
 
-async def _session(host: str, port: int, numbers: list[int], latencies: list[float]) -> None:
+def addresses(number: int, distinct: int) -> tuple[str, str]:
+    """(sender, recipient) of message `number`: alice to postmaster, or with `distinct`
+    above 1 one of that many senders and recipients (`rN@virtual.example.org`, which the
+    fixture virtusertable's catch-all sends to bob), so that a remembered ruleset result
+    serves at most a message in `distinct`'s worth."""
+    if distinct <= 1:
+        return "alice@example.com", RECIPIENT
+    slot = number % distinct
+    return f"s{slot}@example.com", f"r{slot}@virtual.example.org"
+
+
+async def _session(
+    host: str, port: int, numbers: list[int], latencies: list[float], distinct: int
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     await _expect(reader, b"220")
     writer.write(b"EHLO bench.example.net\r\n")
     await _expect(reader, b"250")
     for number in numbers:
+        sender, recipient = addresses(number, distinct)
         started = time.perf_counter()
-        writer.write(b"MAIL FROM:<alice@example.com>\r\n")
+        writer.write(f"MAIL FROM:<{sender}>\r\n".encode())
         await _expect(reader, b"250")
-        writer.write(f"RCPT TO:<{RECIPIENT}>\r\n".encode())
+        writer.write(f"RCPT TO:<{recipient}>\r\n".encode())
         await _expect(reader, b"250")
         writer.write(b"DATA\r\n")
         await _expect(reader, b"354")
@@ -106,7 +121,7 @@ async def _session(host: str, port: int, numbers: list[int], latencies: list[flo
 
 
 async def _worker_main(
-    host: str, port: int, batches: list[list[int]], concurrency: int
+    host: str, port: int, batches: list[list[int]], concurrency: int, distinct: int
 ) -> list[float]:
     latencies: list[float] = []
     queue: asyncio.Queue[list[int]] = asyncio.Queue()
@@ -115,17 +130,19 @@ async def _worker_main(
 
     async def lane() -> None:
         while not queue.empty():
-            await _session(host, port, queue.get_nowait(), latencies)
+            await _session(host, port, queue.get_nowait(), latencies, distinct)
 
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     return latencies
 
 
-def _worker(args: tuple[str, int, list[list[int]], int]) -> list[float]:
+def _worker(args: tuple[str, int, list[list[int]], int, int]) -> list[float]:
     return asyncio.run(_worker_main(*args))
 
 
-def run_load(host: str, port: int, total: int, sessions: int, per_session: int) -> dict:
+def run_load(
+    host: str, port: int, total: int, sessions: int, per_session: int, distinct: int = 1
+) -> dict:
     numbers = list(range(total))
     batches = [numbers[i : i + per_session] for i in range(0, total, per_session)]
     processes = min(4, sessions)
@@ -137,7 +154,8 @@ def run_load(host: str, port: int, total: int, sessions: int, per_session: int) 
         shares[index % processes].append(batch)
     started = time.perf_counter()
     with multiprocessing.Pool(processes) as pool:
-        results = pool.map(_worker, [(host, port, shares[i], lanes[i]) for i in range(processes)])
+        work = [(host, port, shares[i], lanes[i], distinct) for i in range(processes)]
+        results = pool.map(_worker, work)
     elapsed = time.perf_counter() - started
     latencies = sorted(x for part in results for x in part)
     return {
@@ -198,7 +216,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_pysendmail(workdir: Path, cf: str = "office") -> tuple[subprocess.Popen, int, Path]:
+def copy_fixtures(workdir: Path) -> Path:
+    """A copy of the fixtures under `workdir` with @ORACLE@ filled in; its path."""
     oracle = workdir / "oracle"
     shutil.copytree(FIXTURES, oracle)
     for path in oracle.rglob("*"):
@@ -207,6 +226,11 @@ def start_pysendmail(workdir: Path, cf: str = "office") -> tuple[subprocess.Pope
             data = path.read_bytes()
             if b"@ORACLE@" in data:
                 path.write_bytes(data.replace(b"@ORACLE@", str(oracle).encode()))
+    return oracle
+
+
+def start_pysendmail(workdir: Path, cf: str = "office") -> tuple[subprocess.Popen, int, Path]:
+    oracle = copy_fixtures(workdir)
     queue = workdir / "mqueue"
     queue.mkdir()
     port = free_port()
@@ -261,6 +285,12 @@ def main() -> int:
         "--sendmail", action="store_true", help="also run Debian's sendmail 8.17 (root)"
     )
     parser.add_argument("--cf", choices=sorted(CONFIGS), default="office", help="fixture cf")
+    parser.add_argument(
+        "--addresses",
+        type=int,
+        default=1,
+        help="distinct senders and recipients (default 1: alice to postmaster)",
+    )
     args = parser.parse_args()
     if args.sendmail:
         import smtp_sendmail
@@ -294,6 +324,7 @@ def main() -> int:
             targets.append(("sendmail", "127.0.0.1", sendmail_port))
         print(
             f"# nproc={os.cpu_count()} python={sys.version.split()[0]} cf={args.cf} "
+            f"addresses={args.addresses} load={os.getloadavg()[0]:.2f} "
             + " ".join(f"{who}={host}:{port}" for who, host, port in targets)
         )
         # Memory first, on fresh daemons: after the load their heaps have room to spare.
@@ -314,7 +345,9 @@ def main() -> int:
             rates = {}
             for who, host, target_port in targets:
                 per_session = per if sessions > 1 else total // scale
-                result = run_load(host, target_port, total // scale, sessions, per_session)
+                result = run_load(
+                    host, target_port, total // scale, sessions, per_session, args.addresses
+                )
                 rates[who] = result["rate"]
                 print(_line(name, who, result), flush=True)
             if "pysendmail" in rates and "sendmail" in rates:

@@ -68,21 +68,58 @@ class PerThreadLookup:
     """A map lookup usable from every daemon thread: one map object per thread.
 
     Map objects load lazily and may hold an SQLite connection, which belongs to the
-    thread that opened it; so each thread gets its own from `factory`.
+    thread that opened it; so each thread gets its own from `factory`. `stamp` says
+    which version of the map's files is there (their identity and times): a thread's
+    object is opened between two equal stamps, and `data_stamp()` is that version, or
+    None when the files changed while it opened (the rules engine then does not
+    remember answers that used it, rules/memo.py).
     """
 
-    def __init__(self, factory: Callable[[], object]) -> None:
+    def __init__(
+        self, factory: Callable[[], object], stamp: Callable[[], object] | None = None
+    ) -> None:
         self._factory = factory
+        self._stamp = stamp
         self._local = threading.local()
 
     def __call__(self, key: str) -> str | None:
         return self.lookup(key)
 
-    def lookup(self, key: str) -> str | None:
+    def _current(self) -> object:
         current = getattr(self._local, "map", None)
         if current is None:
-            current = self._local.map = self._factory()
-        return current.lookup(key)  # type: ignore[attr-defined]
+            before = self._stamp() if self._stamp is not None else None
+            current = self._factory()
+            current.lookup("")  # type: ignore[attr-defined]  # open it now
+            after = self._stamp() if self._stamp is not None else None
+            self._local.stamp = before if before == after else None
+            self._local.map = current
+        return current
+
+    def lookup(self, key: str) -> str | None:
+        return self._current().lookup(key)  # type: ignore[attr-defined]
+
+    def data_stamp(self) -> object | None:
+        """The version of the files this thread's map object reads (None: unknown)."""
+        self._current()
+        return self._local.stamp
+
+
+class LoadedLookup:
+    """A map read once into memory (or onto an SQLite file that is only ever replaced,
+    never changed) and shared by every thread: its data never changes."""
+
+    def __init__(self, table: object) -> None:
+        self.table = table
+
+    def __call__(self, key: str) -> str | None:
+        return self.lookup(key)
+
+    def lookup(self, key: str) -> str | None:
+        return self.table.lookup(key)  # type: ignore[attr-defined]
+
+    def data_stamp(self) -> object:
+        return "loaded"
 
 
 @record(frozen=True)

@@ -9,6 +9,7 @@ Owns the bridge from a translated `Config` (or, for tests, plain values) to the 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import ssl
 import threading
@@ -24,7 +25,6 @@ import dns.reversename
 from pysendmail import passwd
 from pysendmail.config.compiled import (
     FILE_MAP_CLASSES,
-    Map,
     compiled_path,
     is_fresh,
     open_map,
@@ -42,6 +42,7 @@ from pysendmail.policy import (
     TEMP,
     AccessDb,
     HostLookup,
+    LoadedLookup,
     PerThreadLookup,
     PolicyTables,
     StockPolicy,
@@ -294,15 +295,30 @@ def _rules_text(config: Config, *names: str) -> str:
     return "\n".join(texts)
 
 
-def shared_map(spec: MapSpec) -> PerThreadLookup | Map:
+def shared_map(spec: MapSpec) -> PerThreadLookup | LoadedLookup:
     """A map every daemon thread may use: read from its source once and shared, or,
-    when a compiled (SQLite) form is in use, one connection per thread."""
+    when a compiled (SQLite) form is in use, one connection per thread (each sees the
+    compiled file as it was when its thread opened it: a rebuild replaces the file)."""
     file = spec.file or ""
     if spec.map_class.lower() != "text" and is_fresh(compiled_path(file), source_path(file)):
-        return PerThreadLookup(lambda: open_map(spec))
+        compiled, source = compiled_path(file), source_path(file)
+        return PerThreadLookup(lambda: open_map(spec), stamp=lambda: _files_stamp(compiled, source))
     table = open_map(spec)
     table.lookup("")  # load it now, in one thread; afterwards it is a read-only dict
-    return table
+    return LoadedLookup(table)
+
+
+def _files_stamp(*paths: Path) -> tuple[tuple[int, int, int, int] | None, ...]:
+    """Which version of each file is there: device, inode, change time and size."""
+    stamps: list[tuple[int, int, int, int] | None] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(stamps)
 
 
 def map_lookup(config: Config, name: str) -> Callable[[str], str | None] | None:
@@ -472,7 +488,7 @@ def service_from_config(
     if router is None:
         # Map objects are not shared between threads (lazy loading, SQLite connections):
         # the router gets one per thread, like the access map.
-        maps: dict[str, PerThreadLookup | Map] = {}
+        maps: dict[str, PerThreadLookup | LoadedLookup] = {}
         for name, spec in config.maps.items():
             if spec.map_class.lower() in FILE_MAP_CLASSES | {"text"} and spec.file:
                 maps[name] = shared_map(spec)

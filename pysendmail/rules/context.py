@@ -31,6 +31,7 @@ from pysendmail.rules.engine import (
     RuleBook,
     compile_rule,
 )
+from pysendmail.rules.memo import STATIC, RuleMemo
 from pysendmail.rules.tokenizer import TokenTables, macro_id
 from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 
@@ -166,6 +167,10 @@ class FilesResolver:
         self.services = tuple(services)
         self._lines: list[list[str]] | None = None
         self.dns: DnsHosts | None = None  # set where the switch lists dns for hosts
+
+    def memo_stamp(self) -> object | None:
+        """The hosts file is read once: static, unless the switch sends names to DNS."""
+        return STATIC if self.dns is None else None
 
     def mx_hosts(self, name: str) -> list[str] | int:
         """getmxrr() for -bt's /mx: none without DNS in the switch (as sendmail finds)."""
@@ -318,6 +323,9 @@ class RuleWorld:
     # H lines `HName: $>ruleset` / `$>+ruleset` ("*": every other header): lower-cased
     # header name -> (ruleset, strip comments first)
     header_checks: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # Ruleset results remembered for this world's untraced calls (rules/memo.py); None:
+    # nothing is remembered (a -bt session, whose commands change the world).
+    memo: RuleMemo | None = None
 
     def session(self) -> RuleWorld:
         """A copy whose macros and classes one session may change (`.D`, `.C`)."""
@@ -326,7 +334,7 @@ class RuleWorld:
             dict(self.classes.spelled),
             {bucket: list(words) for bucket, words in self.classes.buckets.items()},
         )
-        return replace_fields(self, macros=dict(self.macros), classes=classes)
+        return replace_fields(self, macros=dict(self.macros), classes=classes, memo=None)
 
     def mailer(self, name: str) -> Mailer | None:
         for mailer in self.mailers:
@@ -351,6 +359,7 @@ class RuleWorld:
             macros=macros if macros is not None else dict(self.macros),
             messages=messages,
             trace=trace,
+            memo=self.memo,
         )
 
 
@@ -557,8 +566,10 @@ def build_world(
     alias_lookup: AliasLookup | None = None,
     getpw: Callable[[str], Sequence[str] | None] | None = None,
     dns_settings: ResolverSettings | None = None,
+    memo: bool = True,
 ) -> RuleWorld:
-    """Compile a parsed cf into a RuleWorld. `hostname` stands in for the machine's name."""
+    """Compile a parsed cf into a RuleWorld. `hostname` stands in for the machine's name.
+    `memo`: remember the results of untraced ruleset calls (rules/memo.py)."""
     complaints: list[str] = []
     macros: dict[str, str] = {}
     fqdn = hostname or socket.getfqdn()
@@ -669,6 +680,7 @@ def build_world(
         help_file=_option(cf, "HelpFile"),
         complaints=complaints,
         header_checks=header_checks(cf),
+        memo=RuleMemo() if memo else None,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from pysendmail.record import field, record
 from pysendmail.rules import tokenizer as tk
+from pysendmail.rules.memo import STATIC, Reads, RuleMemo
 from pysendmail.rules.tokenizer import (
     CALLSUBR,
     CANONHOST,
@@ -141,6 +142,11 @@ class RuleMap(Protocol):
 
     def lookup(self, key: str, args: Sequence[str]) -> tuple[str | None, int]:
         """(replacement or None, sysexits status) for `key`; args[0] is the key."""
+        ...
+
+    def memo_stamp(self) -> object | None:
+        """What the map's answers depend on that may change (None: do not remember
+        answers that used this map). See rules/memo.py."""
         ...
 
 
@@ -329,6 +335,7 @@ class Rewriter:
         macros: MutableMapping[str, str],
         messages: Messages | None = None,
         trace: Callable[[str], None] | None = None,
+        memo: RuleMemo | None = None,
     ) -> None:
         self.book = book
         self.tables = tables
@@ -338,11 +345,17 @@ class Rewriter:
         self.macros = macros
         self.messages = messages if messages is not None else Messages()
         self.trace = trace
+        # A traced call must print every line each time: nothing is remembered then.
+        self.memo = memo if trace is None else None
+        self._reads: list[Reads] = []  # what each call being remembered has read so far
 
     # ------------------------------------------------------------ helpers
 
     def macvalue(self, mid: str) -> str | None:
-        return self.macros.get(mid)
+        value = self.macros.get(mid)
+        if self._reads:
+            self._reads[-1].macros[mid] = value
+        return value
 
     def in_class(self, word: str, class_id: str) -> bool:
         members = self.classes.get(class_id)
@@ -361,6 +374,34 @@ class Rewriter:
         self, pvp: list[str], ruleset: int, reclevel: int = 0, maxatom: int = MAXATOM
     ) -> int:
         """Rewrite `pvp` in place through `ruleset`; the sysexits status (EX_OK normally)."""
+        memo = self.memo
+        if memo is None:
+            return self._rewrite(pvp, ruleset, reclevel, maxatom)
+        key = (ruleset, reclevel, maxatom, *pvp)
+        found = memo.get(key, self.macros)
+        if found is not None:
+            pvp[:] = found.tokens
+            if self._reads:
+                self._reads[-1].merge(found.reads)
+            return found.status
+        reads = Reads()
+        messages = self.messages
+        said = len(messages.raw)
+        exit_stat = messages.exit_stat
+        self._reads.append(reads)
+        try:
+            status = self._rewrite(pvp, ruleset, reclevel, maxatom)
+        finally:
+            self._reads.pop()
+        if len(messages.raw) != said or messages.exit_stat != exit_stat:
+            reads.tainted = True
+        if not reads.tainted:
+            memo.put(key, tuple(pvp), status, reads)
+        if self._reads:
+            self._reads[-1].merge(reads)
+        return status
+
+    def _rewrite(self, pvp: list[str], ruleset: int, reclevel: int, maxatom: int) -> int:
         if ruleset < 0 or ruleset >= MAXRWSETS:
             self.messages.syserr(f"554 5.3.5 rewrite: illegal ruleset number {ruleset}")
             return EX_CONFIG
@@ -627,6 +668,8 @@ class Rewriter:
             key_tokens = npvp[key_start:key_end]
             replacement: str | None = None
             if themap is not None:
+                if self._reads:
+                    self._note_map(themap)
                 key = self.cat(key_tokens, themap.spacesub)
                 replacement, status = self.map_lookup(themap, key, args)
                 if status == EX_TEMPFAIL and themap.defer_tempfail:
@@ -649,6 +692,17 @@ class Rewriter:
                 return (self._toolong(),)
             i += len(new_tokens)
         return rstat
+
+    def _note_map(self, themap: RuleMap) -> None:
+        """The call being remembered consulted `themap`: its answer holds while the map's
+        stamp is the same, and is not remembered for a map without one."""
+        stamp_of = getattr(themap, "memo_stamp", None)
+        stamp = stamp_of() if stamp_of is not None else None
+        reads = self._reads[-1]
+        if stamp is None:
+            reads.tainted = True
+        elif stamp is not STATIC:
+            reads.maps[id(themap)] = (themap, stamp)
 
     def map_lookup(self, themap: RuleMap, key: str, args: Sequence[str]) -> tuple[str | None, int]:
         """sendmail's map_lookup(): quotes stripped from the key unless the map keeps them."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pysendmail.record import field, record
+from pysendmail.rules.memo import STATIC
 from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
 
@@ -171,6 +172,12 @@ class Map:
             return map_rewrite(key, None, self.flags.append)
         return map_rewrite(value, args, self.flags.append)
 
+    def memo_stamp(self) -> object | None:
+        """What this map's answers depend on that may change while the world lives, for
+        rules/memo.py: STATIC when nothing, None when answers must not be remembered
+        (the default: live data, DNS, side effects)."""
+        return None
+
     def lookup(self, key: str, args: Sequence[str]) -> Result:
         try:
             result, status = self._find(key, args)
@@ -195,6 +202,18 @@ class KeyValueMap(Map):
         self.map_class = map_class
         self.table = table
         self.is_open = table is not None
+
+    def memo_stamp(self) -> object | None:
+        """A table held in memory never changes; a lookup function says what its data is
+        (`data_stamp()` on it or on the object it is a method of: the files it read),
+        and without that its answers are not remembered."""
+        table = self.table
+        if table is None or isinstance(table, Mapping):
+            return STATIC
+        stamp_of = getattr(table, "data_stamp", None) or getattr(
+            getattr(table, "__self__", None), "data_stamp", None
+        )
+        return stamp_of() if stamp_of is not None else None
 
     def _get(self, key: str) -> str | None:
         table = self.table
@@ -255,6 +274,9 @@ class DequoteMap(Map):
         self.keep_quotes = True
         # dequote_init() never sets map_spacesub: only -S/-s make a blank stand for something
         self.blank = self.flags.spacesub or self.flags.other.get("s", "")[:1]
+
+    def memo_stamp(self) -> object | None:
+        return STATIC
 
     def _find(self, key: str, args: Sequence[str]) -> Result:
         out: list[str] = []
@@ -317,6 +339,11 @@ class HostMap(Map):
         super().__init__(name, flags)
         self.resolver = resolver
         self.cache: dict[str, Result] = {}
+
+    def memo_stamp(self) -> object | None:
+        """A resolver that asks DNS is live: only a files-only one is static."""
+        stamp_of = getattr(self.resolver, "memo_stamp", None)
+        return stamp_of() if stamp_of is not None else None
 
     def _find(self, key: str, args: Sequence[str]) -> Result:
         if key.startswith("["):
@@ -432,6 +459,9 @@ class RegexMap(Map):
         picks = self.flags.other.get("s", "")
         self.picks = [int(p) for p in picks.split(",") if _ascii_digits(p)]
 
+    def memo_stamp(self) -> object | None:
+        return STATIC
+
     def _find(self, key: str, args: Sequence[str]) -> Result:
         if self.regex is None:
             return None, EX_CONFIG
@@ -482,6 +512,9 @@ class StabMap(Map):
         super().__init__(name, flags)
         self.table = table
 
+    def memo_stamp(self) -> object | None:
+        return STATIC
+
     def _find(self, key: str, args: Sequence[str]) -> Result:
         value = self.table.get(key.lower())
         if value is None:
@@ -496,6 +529,9 @@ class NullMap(Map):
         super().__init__(name, flags)
         self.status = status
         self.is_open = False
+
+    def memo_stamp(self) -> object | None:
+        return STATIC
 
     def _find(self, key: str, args: Sequence[str]) -> Result:
         return None, self.status

@@ -1,0 +1,195 @@
+"""Remembered ruleset results (rules/memo.py) give the answers the rules give: a result is
+served again only while the macros it read and the maps it consulted are unchanged, and
+calls that wrote messages or used live maps are never remembered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pysendmail.rules import maps as mp
+from pysendmail.rules.address import AddressRules
+from pysendmail.rules.checks import run_check
+from pysendmail.rules.context import RuleWorld, build_world
+from pysendmail.rules.engine import Messages
+from tests.unit.rules_support import BT_CONFIGS, HOSTNAME, bt_cases, load_cf, world_from_text
+
+CF = """\
+O OperatorChars=.:%@!^/[]+
+Karith arith
+Kmacro macro
+Kdequote dequote
+Scheck_macro
+R$*			$: $1 $| $&{Wanted}
+R$* $| yes		$#error $@ 5.7.1 $: "550 refused by macro"
+R$* $| $*		$@ $1
+Scheck_lhs_macro
+R$* @ $&{Wanted}	$#error $@ 5.7.1 $: "550 refused by lhs macro"
+Scheck_arith
+R$+			$: $(arith + $@ $1 $@ 1 $)
+Scheck_setmacro
+R$+			$: $(macro {Wanted} $@ $1 $) $1
+Scheck_dequote
+R$+			$: $(dequote $1 $)
+Scheck_lookup
+R$+			$: $(table $1 $: none $)
+Scheck_nomap
+R$+			$: $(nosuchmap $1 $)
+Scheck_parent
+R$+			$: $>check_macro $1
+"""
+
+
+def world(**tables: object) -> RuleWorld:
+    made = world_from_text(CF)
+    assert made.memo is not None
+    for name, table in tables.items():
+        made.maps[name] = mp.KeyValueMap(name, mp.MapFlags(), table)  # type: ignore[arg-type]
+    return made
+
+
+def test_a_result_read_from_a_macro_is_not_served_for_another_value() -> None:
+    rules = world()
+    for ruleset in ("check_macro", "check_parent"):
+        yes = {"Wanted": "yes"}
+        no = {"Wanted": "no"}
+        assert run_check(rules, ruleset, "a@b", macros=yes).reply == "550 5.7.1 refused by macro"
+        assert run_check(rules, ruleset, "a@b", macros=no).accepted
+        assert run_check(rules, ruleset, "a@b").accepted  # the macro not defined at all
+        assert run_check(rules, ruleset, "a@b", macros=yes).reply == "550 5.7.1 refused by macro"
+    assert rules.memo is not None and rules.memo.hits > 0
+
+
+def test_a_macro_on_the_left_hand_side_is_part_of_what_was_read() -> None:
+    rules = world()
+    refused = run_check(rules, "check_lhs_macro", "a@here", macros={"Wanted": "here"})
+    assert refused.reply == "550 5.7.1 refused by lhs macro"
+    assert run_check(rules, "check_lhs_macro", "a@here", macros={"Wanted": "there"}).accepted
+    again = run_check(rules, "check_lhs_macro", "a@here", macros={"Wanted": "here"})
+    assert again.reply == "550 5.7.1 refused by lhs macro"
+
+
+def test_the_same_question_is_answered_from_the_memo() -> None:
+    rules = world()
+    assert rules.memo is not None
+    first = run_check(rules, "check_dequote", '"abc"')
+    hits = rules.memo.hits
+    second = run_check(rules, "check_dequote", '"abc"')
+    assert first == second and first.result == "abc"
+    assert rules.memo.hits > hits
+
+
+@pytest.mark.parametrize("ruleset", ["check_arith", "check_setmacro"])
+def test_calls_through_arith_or_macro_maps_are_not_remembered(ruleset: str) -> None:
+    rules = world()
+    assert rules.memo is not None
+    run_check(rules, ruleset, "41")
+    run_check(rules, ruleset, "41")
+    assert len(rules.memo) == 0 and rules.memo.hits == 0
+
+
+def test_a_call_that_wrote_a_message_says_it_every_time() -> None:
+    rules = world()
+    assert rules.memo is not None
+    for _ in range(2):
+        messages = Messages()
+        pvp = ["x"]
+        rules.rewriter(messages=messages).rewrite(pvp, rules.book.find("check_nomap"))
+        assert messages.lines == ["rewrite: map nosuchmap not found"]
+    assert len(rules.memo) == 0
+
+
+class StampedTable:
+    """A lookup function whose data changes, saying which version it serves."""
+
+    def __init__(self, data: dict[str, str]) -> None:
+        self.data = data
+        self.version = 1
+
+    def __call__(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def data_stamp(self) -> object:
+        return self.version
+
+
+def test_a_map_whose_data_changed_is_asked_again() -> None:
+    table = StampedTable({"key": "old"})
+    rules = world(table=table)
+    assert run_check(rules, "check_lookup", "key").result == "old"
+    assert run_check(rules, "check_lookup", "key").result == "old"
+    table.data["key"] = "new"
+    table.version = 2
+    assert run_check(rules, "check_lookup", "key").result == "new"
+
+
+def test_a_map_that_cannot_say_its_version_is_not_remembered() -> None:
+    data = {"key": "old"}
+    rules = world(table=data.get)  # a bare function: no data_stamp
+    assert run_check(rules, "check_lookup", "key").result == "old"
+    data["key"] = "new"
+    assert run_check(rules, "check_lookup", "key").result == "new"
+
+
+def test_host_lookups_through_dns_are_not_remembered() -> None:
+    class DnsResolver:
+        def __init__(self) -> None:
+            self.answers = {"mx": "one.example."}
+
+        def canonical_name(self, name: str) -> tuple[str | None, int]:
+            return self.answers.get(name), mp.EX_OK
+
+        def name_of_address(self, address: str) -> tuple[str | None, int]:
+            return None, mp.EX_NOTFOUND
+
+    resolver = DnsResolver()
+    rules = world_from_text("Scheck_host\nR$+\t\t$: $[ $1 $]\n")
+    rules.maps["host"] = mp.HostMap("host", mp.parse_map_args(["-a.", "-D"]), resolver)
+    assert run_check(rules, "check_host", "mx").result == "one . example . ."
+    resolver.answers["mx"] = "two.example."
+    assert run_check(rules, "check_host", "mx").result == "two . example . ."
+
+
+def test_a_bt_session_remembers_nothing() -> None:
+    rules = world()
+    assert rules.session().memo is None
+    assert rules.rewriter(trace=lambda line: None).memo is None
+
+
+# ------------------------------------------------------------ the recorded addresses
+
+
+def _answers(rules: RuleWorld, address: str) -> list[str]:
+    """What the rules make of `address`: as a recipient and as a sender (rulesets 3, 0),
+    and through check_mail and check_rcpt from a remote and from the local host."""
+    out: list[str] = []
+    for is_rcpt in (True, False):
+        messages = Messages()
+        parsed = AddressRules(rules, rules.rewriter(messages=messages)).parseaddr(
+            address, 0, "\0", is_rcpt
+        )
+        out.append(f"{parsed!r} {messages.lines!r} {messages.exit_stat}")
+    for client in ({"client_addr": "192.0.2.99", "client_name": "far.example"}, {}):
+        for ruleset in ("check_mail", "check_rcpt"):
+            out.append(repr(run_check(rules, ruleset, f"<{address}>", macros=client)))
+    return out
+
+
+@pytest.mark.parametrize("config", sorted(BT_CONFIGS))
+def test_recorded_addresses_get_the_same_answers_with_and_without_the_memo(
+    oracle_dir: Path, config: str
+) -> None:
+    cf = load_cf(oracle_dir / BT_CONFIGS[config])
+    plain = build_world(cf, hostname=HOSTNAME, memo=False)
+    remembering = build_world(cf, hostname=HOSTNAME)
+    assert plain.memo is None and remembering.memo is not None
+    addresses = sorted(
+        {case["address"] for case in bt_cases(oracle_dir, config) if case.get("address")}
+    )
+    assert len(addresses) > 50
+    for address in addresses:
+        expected = _answers(plain, address)
+        assert _answers(remembering, address) == expected, address
+        assert _answers(remembering, address) == expected, address  # now from the memo
+    assert remembering.memo.hits > len(addresses)
