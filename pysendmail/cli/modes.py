@@ -50,6 +50,10 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
         text, status = listing.list_queue_json(queue_dir)
         out.write(text)
         return status
+    if inv.queue_run is None:  # the whole queue: the plain mailq, the one timed most
+        text, status = listing.list_queue(queue_dir, verbose=inv.verbose, split=True)
+        out.write(text)
+        return status
     try:
         messages = quarantine.select(queue_dir, inv.queue_run)
     except OSError as error:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import TextIO
 
 from pysendmail.cli.options import QueueRunRequest
+
+TYPE_CHECKING = False  # typing is not imported at run time: mailq starts often
+if TYPE_CHECKING:
+    from typing import TextIO
 
 NORMAL, QUARANTINED, LOST = "qf", "hf", "Qf"
 
@@ -57,7 +60,7 @@ def selected(request: QueueRunRequest | None, message) -> bool:
 
 def select(queue_dir: str, request: QueueRunRequest | None):
     """The listed messages a request names, in listing order. Raises OSError."""
-    from pysendmail.queue.listing import gather
+    from pysendmail.queue.items import gather
 
     return [m for m in gather(queue_dir, prefix_of(request)) if selected(request, m)]
 

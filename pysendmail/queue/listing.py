@@ -1,240 +1,163 @@
 """The `mailq` / `sendmail -bp` listing, byte for byte as sendmail 8.17 prints it, and a
 JSON form of the same facts (`--json`, our extension).
 
-Functions here return (text, exit status); the command line prints the text. The queue
-is read as sendmail reads it for a listing: every `qf*` file in directory order, sorted
-by priority (a stable sort, so equal priorities keep directory order, as glibc's qsort
-leaves them), each qf scanned line by line without taking its lock (a message another
-process holds is marked `*`). A qf that vanishes meanwhile shows `(job completed)`.
+Functions here return (text, exit status); the command line prints the text. The items
+come from `queue.items` in sendmail's order: a message another process holds is marked
+`*`, a lost one (-qL) `?`, one whose qf vanished meanwhile shows `(job completed)`. The
+listing is built in bytes, as sendmail prints it, and decoded once.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import time
 
 from pysendmail.headers import decode
-from pysendmail.record import asdict, field, record
+from pysendmail.queue.items import ListedMessage, ListedRecipient, Row, field, gather, read_rows
+from pysendmail.record import asdict
 from pysendmail.sysexits import ExitCode
 
-
-@record
-class ListedRecipient:
-    address: str
-    flags: str
-    controlling_user: str | None = None
+__all__ = ["ListedMessage", "ListedRecipient", "format_listing", "gather", "list_queue"]
 
 
-@record
-class ListedMessage:
-    qid: str
-    size: int  # of the df, -1 when missing
-    locked: bool = False
-    completed: bool = False  # the qf vanished while listing
-    priority: int = 0
-    queued_at: int = 0
-    last_attempt: int = 0
-    attempts: int = 0
-    flags: str = ""
-    sender: str = ""
-    status: str = ""
-    body_type: str = ""
-    quarantine: str = ""  # the `q` line of a quarantined (hf) item
-    lost: bool = False  # a Qf item (-qL): marked `?`
-    # What the listing prints after the sender, in qf order: ("C", text) or ("R", address).
-    entries: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def recipients(self) -> list[ListedRecipient]:
-        out = []
-        controlling: str | None = None
-        for kind, text in self.entries:
-            if kind == "C":
-                controlling = text or None
-            else:
-                flags, _, address = text.partition(":")
-                out.append(ListedRecipient(address, flags, controlling))
-        return out
-
-
-def gather(queue_dir: str, prefix: str = "qf") -> list[ListedMessage]:
-    """Every message in `queue_dir`, sorted as sendmail sorts the listing: the normal
-    items (`qf`), or with `prefix` the quarantined (`hf`, -qQ) or lost (`Qf`, -qL) ones.
-
-    Raises OSError when the directory cannot be read.
-    """
-    with os.scandir(queue_dir) as entries:
-        names = [e.name for e in entries if e.name.startswith(prefix)]
-    dir_fd = os.open(queue_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        messages = [_scan(dir_fd, name[2:], prefix) for name in names]
-    finally:
-        os.close(dir_fd)
-    messages.sort(key=lambda m: m.priority)
-    return messages
-
-
-def _scan(dir_fd: int, qid: str, prefix: str = "qf") -> ListedMessage:
-    try:
-        size = os.stat(f"df{qid}", dir_fd=dir_fd).st_size
-    except OSError:
-        size = -1
-    message = ListedMessage(qid=qid, size=size, lost=prefix == "Qf")
-    try:
-        fd = os.open(f"{prefix}{qid}", os.O_RDONLY, dir_fd=dir_fd)
-    except OSError:
-        message.completed = True
-        return message
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message.locked = True
-        data = _read_envelope_part(fd)
-    finally:
-        os.close(fd)
-    for raw in data.split(b"\n"):
-        kind = raw[:1]
-        if kind == b"H" or kind == b".":
-            break  # headers and the end: nothing the listing shows
-        if kind in _NUMBERS:
-            try:
-                setattr(message, _NUMBERS[kind], int(raw[1:]))
-            except ValueError:
-                pass
-        elif kind in _TEXTS:
-            rest = decode(raw[1:])
-            if kind == b"C" or kind == b"R":
-                message.entries.append(("C" if kind == b"C" else "R", rest))
-            else:
-                setattr(message, _TEXTS[kind], rest)
-    return message
-
-
-_NUMBERS = {b"P": "priority", b"T": "queued_at", b"K": "last_attempt", b"N": "attempts"}
-_TEXTS = {
-    b"F": "flags",
-    b"S": "sender",
-    b"M": "status",
-    b"B": "body_type",
-    b"q": "quarantine",
-    b"C": "",
-    b"R": "",
-}
-
-
-def _read_envelope_part(fd: int) -> bytes:
-    """The qf up to its first header line (all the listing needs), read in few calls."""
-    data = os.read(fd, 8192)
-    while b"\nH" not in data and b"\n.\n" not in data:
-        more = os.read(fd, 65536)
-        if not more:
-            break
-        data += more
-    return data
-
-
-_PLAIN = re.compile(r"[ -\[\]-~]*")
+# The bytes prtstr() prints as they are; `\` is doubled, the others become \ooo.
+_PLAIN = bytes(range(0x20, 0x7F)).replace(b"\\", b"")
 
 
 def printable(text: str, width: int) -> str:
     """sendmail's prtstr(): at most `width` columns, `\\` doubled, others as `\\ooo`."""
-    if len(text) <= width and _PLAIN.fullmatch(text):
-        return text
-    out: list[str] = []
+    return decode(_printable(text.encode("utf-8", "surrogateescape"), width))
+
+
+def _printable(raw: bytes, width: int) -> bytes:
+    if len(raw) <= width and not raw.translate(None, _PLAIN):
+        return raw
+    out = bytearray()
     left = width
-    for byte in text.encode("utf-8", "surrogateescape"):
+    for byte in raw:
         if left <= 0:
             break
-        char = chr(byte)
-        if char == "\\":
+        if byte == 0x5C:
             left -= 2
             if left < 0:
                 break
-            out.append("\\\\")
+            out += b"\\\\"
         elif 0x20 <= byte < 0x7F:
             left -= 1
-            out.append(char)
+            out.append(byte)
         else:
             left -= 4
             if left < 0:
                 break
-            out.append(f"\\{byte:03o}")
-    return "".join(out)
-
-
-def _ctime(seconds: int) -> str:
-    return time.ctime(seconds)
+            out += b"\\%03o" % byte
+    return bytes(out)
 
 
 def format_listing(display_dir: str, messages: list[ListedMessage], verbose: bool = False) -> str:
     """The text of the listing for one queue directory, `Total requests` line included."""
-    count = len(messages)
+    return format_rows(display_dir, [message.row for message in messages], verbose)
+
+
+def format_rows(display_dir: str, rows: list[Row], verbose: bool = False) -> str:
+    """format_listing() of read_rows()'s rows."""
+    count = len(rows)
     if count == 0:
         return f"{display_dir} is empty\n\t\tTotal requests: 0\n"
     plural = "" if count == 1 else "s"
-    lines = [f"\t\t{display_dir} ({count} request{plural})\n"]
+    head = f"\t\t{display_dir} ({count} request{plural})\n"
+    times = _Times()
     if verbose:
-        lines.append(
-            "-----Q-ID----- --Size-- -Priority- ---Q-Time--- --------Sender/Recipient--------\n"
-        )
+        head += "-----Q-ID----- --Size-- -Priority- ---Q-Time--- --------Sender/Recipient--------\n"
+        body = [_format_verbose(row, times) for row in rows]
     else:
-        lines.append(
-            "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n"
-        )
-    for message in messages:
-        lines.append(_format_message(message, verbose))
-    lines.append(f"\t\tTotal requests: {count}\n")
-    return "".join(lines)
+        head += "-----Q-ID----- --Size-- -----Q-Time----- ------------Sender/Recipient-----------\n"
+        body = [_format_short(row, times) for row in rows]
+    return f"{head}{decode(b''.join(body))}\t\tTotal requests: {count}\n"
 
 
-def _format_message(message: ListedMessage, verbose: bool) -> str:
-    mark = "*" if message.locked else ("?" if message.lost else " ")
-    out = [f"{message.qid:>13}{mark}"]
-    if message.completed:
-        out.append(f"{'':8} (job completed)\n")
-        return "".join(out)
-    when = _ctime(message.queued_at)
-    if verbose:
-        warned = "+" if "w" in message.flags else " "
-        out.append(f"{message.size:8d} {message.priority:10d}{warned}{when[4:16]} ")
-        out.append(printable(message.sender, 78))
-    else:
-        out.append(f"{message.size:8d} {when[:16]} ")
-        out.append(printable(message.sender, 39))
-    if message.status or message.body_type:
-        out.append(f"\n    {message.body_type[:10]:>10}")
-        if message.status:
-            out.append(f"   ({message.status[: 100 if verbose else 60]})")
-    if message.quarantine:
-        out.append(f"\n    QUARANTINE: {message.quarantine[: 100 if verbose else 60]}")
-    for kind, text in message.entries:
-        if kind == "C":
-            if verbose:
-                out.append(f"\n\t\t\t\t\t\t(---{text[:64]}---)")
-            continue
-        address = text.partition(":")[2]
-        if verbose:
-            out.append("\n\t\t\t\t\t\t" + printable(address, 73))
+class _Times(dict):
+    """ctime() of each queue time, made once per second that messages share."""
+
+    def __missing__(self, seconds: int) -> bytes:
+        text = self[seconds] = time.ctime(seconds).encode()
+        return text
+
+
+_COMPLETED = b"%8s (job completed)\n" % b""
+
+
+def _format_short(row: Row, times: _Times) -> bytes:
+    """One message of the plain listing: 80 columns, sender and recipients cut short."""
+    _, name, size, mark, completed, queued_at, sender, status, body_type, quarantine = row[:10]
+    if completed:
+        return b"%13s%s%s" % (name[2:], mark, _COMPLETED)
+    if len(sender) > 39 or sender.translate(None, _PLAIN):
+        sender = _printable(sender, 39)
+    out = b"%13s%s%8d %s %s" % (name[2:], mark, size, times[queued_at][:16], sender)
+    if status or body_type or quarantine:
+        out += _notes(status, body_type, quarantine, 60)
+    for line in row[10]:
+        if line[1] == 0x52:  # R
+            address = line.partition(b":")[2]
+            if len(address) > 38 or address.translate(None, _PLAIN):
+                address = _printable(address, 38)
+            out += b"\n\t\t\t\t\t " + address
+    return out + b"\n"
+
+
+def _format_verbose(row: Row, times: _Times) -> bytes:
+    """One message of `-bp -v`: the priority, `+` once a delay warning went out, the
+    controlling users, longer texts."""
+    priority, name, size, mark, completed, queued_at, sender, status, body_type = row[:9]
+    if completed:
+        return b"%13s%s%s" % (name[2:], mark, _COMPLETED)
+    out = b"%13s%s%8d %10d%s%s %s%s" % (
+        name[2:],
+        mark,
+        size,
+        priority,
+        b"+" if b"w" in field(row[11], b"\nF") else b" ",
+        times[queued_at][4:16],
+        _printable(sender, 78),
+        _notes(status, body_type, row[9], 100),
+    )
+    for line in row[10]:
+        if line[1] == 0x43:  # C
+            out += b"\n\t\t\t\t\t\t(---%s---)" % line[2:66]
         else:
-            out.append("\n\t\t\t\t\t " + printable(address, 38))
-    out.append("\n")
-    return "".join(out)
+            out += b"\n\t\t\t\t\t\t" + _printable(line.partition(b":")[2], 73)
+    return out + b"\n"
+
+
+def _notes(status: bytes, body_type: bytes, quarantine: bytes, width: int) -> bytes:
+    """The body type and the last failure, and the quarantine reason, when there are."""
+    out = b""
+    if status or body_type:
+        out = b"\n    %10s" % body_type[:10]
+        if status:
+            out += b"   (%s)" % status[:width]
+    if quarantine:
+        out += b"\n    QUARANTINE: %s" % quarantine[:width]
+    return out
 
 
 def list_queue(
-    queue_dir: str, *, verbose: bool = False, display_dir: str | None = None, prefix: str = "qf"
+    queue_dir: str,
+    *,
+    verbose: bool = False,
+    display_dir: str | None = None,
+    prefix: str = "qf",
+    split: bool = False,
 ) -> tuple[str, int]:
-    """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status)."""
+    """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status). `split`:
+    a large queue may be read by two processes (see queue.items.read_rows)."""
     shown = display_dir if display_dir is not None else queue_dir
     try:
-        messages = gather(queue_dir, prefix)
+        rows = read_rows(queue_dir, prefix, split=split)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         return f"can not chdir({shown}/): {reason}\n", int(ExitCode.CONFIG)
-    return format_listing(shown, messages, verbose), int(ExitCode.OK)
+    return format_rows(shown, rows, verbose), int(ExitCode.OK)
 
 
 def to_json(queue_dir: str, messages: list[ListedMessage]) -> dict:

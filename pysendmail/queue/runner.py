@@ -48,7 +48,7 @@ from pysendmail.envelope import Ret
 from pysendmail.errors import MailError
 from pysendmail.log import MailLog
 from pysendmail.queue import qf as qfmod
-from pysendmail.queue.listing import gather
+from pysendmail.queue.items import gather
 from pysendmail.queue.qf import QueueFile, QueueRecipient
 from pysendmail.queue.store import LockedMessage, QueueStore
 from pysendmail.queue.timeouts import QueueTimeouts, timeout_class

@@ -6,10 +6,12 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pysendmail.envelope import Envelope, Recipient
 from pysendmail.headers import Header
-from pysendmail.queue import listing
+from pysendmail.queue import items, listing
 from pysendmail.queue.store import QueueStore
 from tests.conftest import cli_case
 
@@ -159,3 +161,96 @@ def test_ten_thousand_messages_are_listed(tmp_path, utc):
     assert text.endswith("\t\tTotal requests: 10000\n")
     assert text.count("\t\t\t\t\t bob\n") == 10000
     assert len(os.listdir(tmp_path)) == 20000
+
+
+def _ten_messages(queue_dir):
+    store = QueueStore(queue_dir, fsync=False)
+    ids = []
+    for n in range(10):
+        envelope = Envelope(sender=f"s{n}@example.com", recipients=[Recipient(f"r{n}@x.test")])
+        ids.append(store.enqueue(envelope, [Header("Subject", str(n))], b"body\n"))
+    return store, ids
+
+
+def test_a_queue_read_by_two_processes_lists_as_one_does(tmp_path, utc, monkeypatch):
+    store, ids = _ten_messages(tmp_path)
+    (tmp_path / f"df{ids[3]}").unlink()  # size -1
+    (tmp_path / f"qf{ids[5]}").write_bytes(b"V8\nT1\nP5\nSa\\b\x01\nRPFD:x\nH?P?X: y\n.\n")
+    held = store.lock(ids[7])  # marked * by the child as by this process
+    try:
+        monkeypatch.setattr(items, "SPLIT_FROM", 2)
+        monkeypatch.setattr(items, "_a_cpu_is_idle", lambda: True)
+        forks = []
+        real_fork = os.fork
+        monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+        for verbose in (False, True):
+            one, _ = listing.list_queue(str(tmp_path), verbose=verbose)
+            two, _ = listing.list_queue(str(tmp_path), verbose=verbose, split=True)
+            assert two == one
+        assert f"\n{ids[7]}*" in one and " -1 " in one and "a\\\\b\\001" in one
+    finally:
+        held.release()
+    assert len(forks) == 2
+
+
+def test_when_the_child_fails_this_process_reads_its_half(tmp_path, utc, monkeypatch):
+    _ten_messages(tmp_path)
+    expected, _ = listing.list_queue(str(tmp_path))
+    monkeypatch.setattr(items, "SPLIT_FROM", 2)
+    monkeypatch.setattr(items, "_a_cpu_is_idle", lambda: True)
+    parent = os.getpid()
+    real_read = items._read
+
+    def failing_in_the_child(*args):
+        if os.getpid() != parent:
+            raise OSError("a child that fails")
+        return real_read(*args)
+
+    monkeypatch.setattr(items, "_read", failing_in_the_child)
+    assert listing.list_queue(str(tmp_path), split=True)[0] == expected
+
+
+def _fields_line_by_line(text: bytes) -> dict:
+    """What reading the qf line by line up to its first H or . line gives: the
+    reference the bytes searches of queue.items must agree with."""
+    fields: dict = {"entries": []}
+    for line in text.split(b"\n"):
+        if line[:1] in (b"H", b"."):
+            break
+        if line[:1] in (b"C", b"R"):
+            fields["entries"].append(line)
+        elif line[:1]:
+            fields[line[:1]] = line[1:]
+    return fields
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("VTKNPFSMBqCRrZ$AIH. \t"),
+            st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")),
+        ),
+        max_size=14,
+    )
+)
+def test_the_fields_found_by_search_are_the_ones_a_line_by_line_reading_finds(lines):
+    text = b"".join(kind.encode() + rest + b"\n" for kind, rest in lines)
+    row = items._row(b"qfX", 1, b" ", b"\n%s\n" % text)
+    reference = _fields_line_by_line(text)
+    message = items.ListedMessage(row)
+
+    def atol(raw: bytes) -> int:
+        found = re.match(rb"[ \t]*[-+]?\d+", raw)
+        return int(found.group()) if found else 0
+
+    assert message.priority == atol(reference.get(b"P", b""))
+    assert message.queued_at == atol(reference.get(b"T", b""))
+    assert message.last_attempt == atol(reference.get(b"K", b""))
+    assert message.attempts == atol(reference.get(b"N", b""))
+    assert row[6] == reference.get(b"S", b"")
+    assert row[7] == reference.get(b"M", b"")
+    assert row[8] == reference.get(b"B", b"")
+    assert row[9] == reference.get(b"q", b"")
+    assert message.flags.encode("utf-8", "surrogateescape") == reference.get(b"F", b"")
+    assert [b"\n" + e for e in reference["entries"]] == row[10]
