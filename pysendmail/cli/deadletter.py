@@ -9,8 +9,13 @@ delivery attempt (-odi, -odb), by ErrorMode, as sendmail's savemail() decides:
   the user who ran `sendmail`, in mbox form as the `*file*` mailer writes it) and
   `<path>... Saved message in <path>` is printed; when that is impossible the report is
   mailed instead.
-* `-oew` (write): the errors are written to the caller's terminal, then as `-oep`; with
-  no terminal the report is mailed.
+* `-oew` (write): sendmail's ttypath() finds the caller's terminal (that of standard
+  error, else output, else input), which others must be allowed to write (`mesg y`:
+  world-writable) and on which the user must be logged in (getlogin()); the errors are
+  written there (`Message from $n...`, the transcript, `Original message will be saved
+  in dead.letter.`), then the message is saved in `~/dead.letter` as for `-oep`, with
+  its `Saved message in` line on that terminal too. With no such terminal, or no
+  dead.letter, the report is mailed.
 
 A report about a report is never saved here: it goes the queue runner's way (to the
 postmaster). When a report cannot be queued the message stays in the queue, as any
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,6 +46,7 @@ def failure_hook(
     local_domains: frozenset[str],
     hostname: str,
     out: TextIO | None,
+    daemon_name: str = "MAILER-DAEMON",
 ) -> FailureHook:
     """The queue runner's `return_failures` for this submission's own attempt."""
 
@@ -48,21 +55,30 @@ def failure_hook(
             return False  # a report, or the null sender: the runner's way
         if error_mode == "q":
             return True
+        report_to = out
+        terminal = None
         if error_mode == "w":
-            if not _report_to_terminal(hostname, failed):
-                return False
+            terminal = open_terminal()
+            if terminal is None:
+                return False  # not logged in there, or `mesg n`: mail it
+            _report_to_terminal(terminal, daemon_name, failed)
+            report_to = terminal
         elif error_mode != "p":
             return False
-        home = _local_home(queue_file.sender, local_domains)
-        if home is None:
-            return False
-        path = os.path.join(home, "dead.letter")
-        if not save(path, message, caller_uid, caller_gid):
-            return False
-        if out is not None:
-            out.write(f"{path}... Saved message in {path}\n")
-            out.flush()
-        return True
+        try:
+            home = _local_home(queue_file.sender, local_domains)
+            if home is None:
+                return False
+            path = os.path.join(home, "dead.letter")
+            if not save(path, message, caller_uid, caller_gid):
+                return False
+            if report_to is not None:
+                report_to.write(f"{path}... Saved message in {path}\n")
+                report_to.flush()
+            return True
+        finally:
+            if terminal is not None:
+                terminal.close()
 
     return handle
 
@@ -105,16 +121,42 @@ def save(path: str, message: Any, uid: int, gid: int) -> bool:
     return True
 
 
-def _report_to_terminal(hostname: str, failed: list[tuple[Any, Any]]) -> bool:
-    """-oew: the errors on the caller's terminal; False when there is none."""
+def terminal_path() -> str | None:
+    """sendmail's ttypath(): the terminal of standard error, output or input, when
+    others may write it and the user is logged in; None otherwise."""
+    for fd in (2, 1, 0):
+        try:
+            path = os.ttyname(fd)
+            break
+        except OSError:
+            continue
+    else:
+        return None
     try:
-        tty = open("/dev/tty", "w")  # noqa: SIM115 (closed below; may not exist)
+        if not os.stat(path).st_mode & stat.S_IWOTH:
+            return None
+        os.getlogin()
     except OSError:
-        return False
-    with tty:
-        tty.write(f"\r\nMessage from {hostname}...\r\nErrors occurred while sending mail.\r\n")
-        tty.write("Transcript follows:\r\n")
-        for rcpt, result in failed:
-            tty.write(f"{rcpt.address}... {result.text}\r\n")
-        tty.write("Original message will be saved in dead.letter.\r\n")
-    return True
+        return None
+    return path
+
+
+def open_terminal() -> TextIO | None:
+    path = terminal_path()
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _report_to_terminal(tty: TextIO, daemon_name: str, failed: list[tuple[Any, Any]]) -> None:
+    """-oew: the errors on the caller's terminal, as sendmail's savemail() writes them."""
+    tty.write(f"\r\nMessage from {daemon_name}...\r\n")
+    tty.write("Errors occurred while sending mail.\r\n")
+    tty.write("Transcript follows:\r\n")
+    for _rcpt, result in failed:
+        tty.write(f"{result.text}\n")
+    tty.write("Original message will be saved in dead.letter.\r\n")
+    tty.flush()

@@ -548,6 +548,7 @@ def _failure_hook(ctx: SubmitContext, caller: Caller, out: TextIO):
         local_domains=ctx.local_domains,
         hostname=ctx.hostname,
         out=out,
+        daemon_name=ctx.macros.get("n") or "MAILER-DAEMON",
     )
 
 
