@@ -16,10 +16,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from pysendmail.delivery.smtp_transcript import closing
+
 Key = tuple[str, str, int]  # (host name, address, port)
 
 
 def quit_and_close(client: smtplib.SMTP) -> None:
+    closing(client)  # -v: "Closing connection to HOST" before the QUIT
     try:
         client.send(b"QUIT\r\n")
         client.getreply()

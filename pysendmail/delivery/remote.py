@@ -49,6 +49,12 @@ from pysendmail.delivery import hoststatus
 from pysendmail.delivery.connection_cache import ConnectionCache, Key, quit_and_close
 from pysendmail.delivery.message import OutgoingMessage, bare_sender
 from pysendmail.delivery.result import DeliveryResult
+from pysendmail.delivery.smtp_transcript import (
+    TranscribedSMTP,
+    Transcript,
+    connecting,
+    using_cached,
+)
 from pysendmail.dns import DnsError, DnsTempFailure, Resolver, address_literal
 from pysendmail.errors import MailError
 from pysendmail.record import record
@@ -298,11 +304,15 @@ def deliver_remote(
     ret: str | None = None,
     envid: str | None = None,
     cache: ConnectionCache | None = None,
+    transcript: Transcript | None = None,
+    transcript_who: str = "",
 ) -> list[DeliveryResult]:
     """Send `message` to `recipients` at `destination` (the routed `$h`) in one SMTP
     transaction; one DeliveryResult per recipient, in order. Never raises for a
     delivery problem. With a `cache` (a queue run's) a connection left open by an
-    earlier message to the same host is used, and this one is left open."""
+    earlier message to the same host is used, and this one is left open. With a
+    `transcript` (-v) each connection and dialogue is shown there as sendmail shows
+    it, its first line naming `transcript_who` (the recipients)."""
     rcpts = [r if isinstance(r, RemoteRecipient) else RemoteRecipient(r) for r in recipients]
     if not rcpts:
         return []
@@ -326,7 +336,12 @@ def deliver_remote(
             continue
         for address in addresses:
             try:
-                _session(message, state, host, address, port, settings, mailer, ret, envid, cache)
+                _session(
+                    message, state, host, address, port, settings, mailer, ret, envid, cache,
+                    _Verbose(transcript, transcript_who, _shown_host(host, destination))
+                    if transcript is not None
+                    else None,
+                )  # fmt: skip
             except _HostFailed as failure:
                 state.last_failure, state.last_status = failure.text, failure.status
                 _keep_host_status(settings, host, failure=failure)
@@ -403,6 +418,7 @@ def _session(
     ret: str | None,
     envid: str | None,
     cache: ConnectionCache | None = None,
+    verbose: _Verbose | None = None,
 ) -> None:
     """One connection to one address (a cached one when the run has it). Fills
     state.results for every recipient it decides; raises _HostFailed to move on,
@@ -410,10 +426,18 @@ def _session(
     mailer_name = mailer.name if mailer is not None else "esmtp"
     relay = f"{host}. [{address}]"
     key = (host.lower(), address, port)
-    client = _reused(cache, key) if cache is not None else None
+    client = _reused(cache, key, verbose) if cache is not None else None
     fresh = client is None
     if client is None:
-        client = smtplib.SMTP(local_hostname=settings.helo_name, timeout=settings.connect_timeout)
+        client = TranscribedSMTP(
+            local_hostname=settings.helo_name, timeout=settings.connect_timeout
+        )
+        if verbose is not None:
+            client.transcript, client.shown_host = verbose.transcript, verbose.host
+            named_port = port if mailer_port(mailer, 0) else None
+            verbose.say(connecting(verbose.host, mailer_name, named_port))
+    elif verbose is not None:
+        verbose.say(using_cached(client, verbose.host, mailer_name))
     reusable = False
     try:
         if fresh:
@@ -431,6 +455,24 @@ def _session(
         raise _HostFailed(f"Deferred: {host}.: {err}") from None
     finally:
         _keep_or_close(client, cache, key, reusable)
+
+
+class _Verbose:
+    """Where -v lines go for one connection, and the names its lines use."""
+
+    __slots__ = ("host", "transcript", "who")
+
+    def __init__(self, transcript: Transcript, who: str, host: str) -> None:
+        self.transcript, self.who, self.host = transcript, who, host
+
+    def say(self, text: str) -> None:
+        self.transcript(f"{self.who}... {text}")
+
+
+def _shown_host(host: str, destination: str) -> str:
+    """The host as sendmail's -v lines name it: in brackets when $h gave it so."""
+    bracketed = f"[{host}]"
+    return bracketed if bracketed.lower() in destination.lower() else host
 
 
 def _open(
@@ -470,11 +512,15 @@ def _open(
     _authenticate(client, host, address, settings)
 
 
-def _reused(cache: ConnectionCache, key: Key) -> smtplib.SMTP | None:
+def _reused(
+    cache: ConnectionCache, key: Key, verbose: _Verbose | None = None
+) -> smtplib.SMTP | None:
     """A cached connection to `key` that answers RSET, or None (a dead one is closed)."""
     client = cache.take(key)
     if client is None:
         return None
+    if isinstance(client, TranscribedSMTP):  # this run's -v output, or none
+        client.transcript = verbose.transcript if verbose is not None else None
     try:
         code, _ = _command(client, "RSET")
     except (OSError, smtplib.SMTPException):

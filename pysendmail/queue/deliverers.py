@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.connection_cache import ConnectionCache
@@ -53,6 +54,12 @@ def outgoing(message: Any, mailer_flags: str) -> OutgoingMessage:
     )
 
 
+def _queued_address(message: Any, delivery: Any) -> str:
+    """The recipient as its qf R line has it (what sendmail's -v lines name)."""
+    origin = message.recipient_of(delivery) if hasattr(message, "recipient_of") else None
+    return str(origin.address) if origin is not None else str(getattr(delivery, "address", ""))
+
+
 def _recipient_of(message: Any, delivery: Any) -> str:
     return str(getattr(delivery, "recipient", None) or getattr(delivery, "address", ""))
 
@@ -65,7 +72,7 @@ class LocalDeliverer:
         self.mailer = mailer
         self._run = threading.local()  # this thread's queue run: its UserWriters
 
-    def begin_run(self) -> None:
+    def begin_run(self, verbose: IO[str] | None = None) -> None:
         """A queue run starts: as root, keep one writer child per user until it ends."""
         if os.geteuid() == 0:
             self._run.writers = UserWriters()
@@ -146,17 +153,37 @@ class RemoteDeliverer:
         self.mailer = mailer
         self._run = threading.local()  # this thread's queue run: its open connections
 
-    def begin_run(self) -> None:
-        """A queue run starts: keep connections open for the run's next messages."""
+    def begin_run(self, verbose: IO[str] | None = None) -> None:
+        """A queue run starts: keep connections open for the run's next messages; with
+        -v (`verbose`) show each SMTP dialogue there, as sendmail does."""
         self._run.cache = ConnectionCache(
             self.settings.connection_cache_size, self.settings.connection_cache_timeout
         )
+        self._run.verbose = verbose
 
     def end_run(self) -> None:
         cache = getattr(self._run, "cache", None)
         self._run.cache = None
         if cache is not None:
             cache.close()
+        self._run.verbose = None
+
+    @property
+    def announces_connections(self) -> bool:
+        """Whether this run's -v lines about connections (`Connecting to`, `Using cached
+        ESMTP connection to`) come from here rather than from the runner."""
+        return getattr(self._run, "verbose", None) is not None
+
+    def _transcript(self) -> Callable[[str], None] | None:
+        verbose = getattr(self._run, "verbose", None)
+        if verbose is None:
+            return None
+
+        def write(line: str) -> None:
+            verbose.write(line + "\n")
+            verbose.flush()
+
+        return write
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_SMTP_FLAGS
@@ -194,6 +221,8 @@ class RemoteDeliverer:
                 ret=ret,
                 envid=queue_file.envid,
                 cache=getattr(self._run, "cache", None),
+                transcript=self._transcript(),
+                transcript_who=",".join(_queued_address(message, deliveries[i]) for i in indexes),
             )
             for index, result in zip(indexes, sent, strict=True):
                 results[index] = result

@@ -251,7 +251,8 @@ class QueueRunner:
     def _run_hooks(self, name: str) -> list[Callable[[], None]]:
         """Tell each deliverer (once, however many mailer names share it) that a run
         starts, so it may keep state across the run's messages (one writer child per
-        local user, open SMTP connections); their `end_run`s, to call when it ends."""
+        local user, open SMTP connections) and write to the -v output; their
+        `end_run`s, to call when it ends."""
         ends: list[Callable[[], None]] = []
         seen: set[int] = set()
         for deliverer in self.deliverers.values():
@@ -260,7 +261,7 @@ class QueueRunner:
             seen.add(id(deliverer))
             begin = getattr(deliverer, name, None)
             if begin is not None:
-                begin()
+                begin(verbose=self.verbose)
                 ends.append(deliverer.end_run)  # type: ignore[attr-defined]
         return ends
 
@@ -373,8 +374,9 @@ class QueueRunner:
                 live.append((index, delivery))
         if not live:
             return
-        for index, delivery in live:
-            self._connecting(recipients[index], delivery)
+        if not getattr(self.deliverers.get(mailer), "announces_connections", False):
+            for index, delivery in live:
+                self._connecting(recipients[index], delivery)
         results = self._call_deliverer(message, mailer, live)
         for (index, delivery), result in zip(live, results, strict=True):
             key = _host_key(delivery)
