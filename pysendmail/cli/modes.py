@@ -46,16 +46,17 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
     if _unknown_group(inv, out):
         return int(ExitCode.OK)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
+    order = str(config.option("QueueSortOrder", "priority") or "priority")
     if inv.json_listing:
-        text, status = listing.list_queue_json(queue_dir)
+        text, status = listing.list_queue_json(queue_dir, order=order)
         out.write(text)
         return status
     if inv.queue_run is None:  # the whole queue: the plain mailq, the one timed most
-        text, status = listing.list_queue(queue_dir, verbose=inv.verbose, split=True)
+        text, status = listing.list_queue(queue_dir, verbose=inv.verbose, order=order, split=True)
         out.write(text)
         return status
     try:
-        messages = quarantine.select(queue_dir, inv.queue_run)
+        messages = quarantine.select(queue_dir, inv.queue_run, order)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         out.write(f"can not chdir({queue_dir}/): {reason}\n")

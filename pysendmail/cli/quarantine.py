@@ -58,11 +58,12 @@ def selected(request: QueueRunRequest | None, message) -> bool:
     return not reasons or _contains(reasons, message.quarantine)
 
 
-def select(queue_dir: str, request: QueueRunRequest | None):
-    """The listed messages a request names, in listing order. Raises OSError."""
+def select(queue_dir: str, request: QueueRunRequest | None, order: str = "priority"):
+    """The listed messages a request names, in listing order (`order`: QueueSortOrder).
+    Raises OSError."""
     from pysendmail.queue.items import gather
 
-    return [m for m in gather(queue_dir, prefix_of(request)) if selected(request, m)]
+    return [m for m in gather(queue_dir, prefix_of(request), order) if selected(request, m)]
 
 
 def quarantine_queue(

@@ -2,8 +2,8 @@
 shows of each message, in the order sendmail takes them.
 
 Every `qf*` file (or `hf*`/`Qf*` for the quarantined and lost items) is read in
-directory order and sorted by priority (sendmail's default QueueSortOrder; a stable
-sort, so equal priorities keep directory order, as glibc's qsort leaves them). A qf is
+directory order and sorted as the QueueSortOrder option says (priority by default;
+stable sorts, so ties keep directory order, as glibc's qsort leaves them). A qf is
 read without its lock being waited for: a message another process holds is marked;
 one that vanishes meanwhile is marked completed. Nothing here writes.
 
@@ -114,16 +114,19 @@ _LEADING_NUMBER = re.compile(rb"[ \t]*[-+]?\d+")
 _PRIORITY = itemgetter(0)
 
 
-def gather(queue_dir: str, prefix: str = "qf") -> list[ListedMessage]:
-    """Every item in `queue_dir`, sorted as sendmail sorts them: the normal items
-    (`qf`), or with `prefix` the quarantined (`hf`, -qQ) or lost (`Qf`, -qL) ones.
+def gather(queue_dir: str, prefix: str = "qf", order: str = "priority") -> list[ListedMessage]:
+    """Every item in `queue_dir`, sorted as sendmail sorts them (`order`: the
+    QueueSortOrder option): the normal items (`qf`), or with `prefix` the quarantined
+    (`hf`, -qQ) or lost (`Qf`, -qL) ones.
 
     Raises OSError when the directory cannot be read.
     """
-    return [ListedMessage(row) for row in read_rows(queue_dir, prefix)]
+    return [ListedMessage(row) for row in read_rows(queue_dir, prefix, order)]
 
 
-def read_rows(queue_dir: str, prefix: str = "qf", *, split: bool = False) -> list[Row]:
+def read_rows(
+    queue_dir: str, prefix: str = "qf", order: str = "priority", *, split: bool = False
+) -> list[Row]:
     """gather()'s rows. With `split` (for a command that runs alone: the child is
     forked) a queue of SPLIT_FROM items or more is read by two processes when a CPU
     is idle for the second. Raises OSError as gather() does."""
@@ -134,8 +137,62 @@ def read_rows(queue_dir: str, prefix: str = "qf", *, split: bool = False) -> lis
         rows = _read_in_two(queue_dir, names, plain)
     else:
         rows = _read(queue_dir, names, plain)
-    rows.sort(key=_PRIORITY)
+    sort_rows(rows, order, queue_dir)
     return rows
+
+
+def sort_rows(rows: list[Row], order: str, queue_dir: str) -> None:
+    """Sort in place as sendmail's QueueSortOrder says (only its first letter counts):
+    priority (the default), host (the reversed domain of the first recipient that
+    has one, all of a host's messages after the unlocked hosts' when one of them is
+    locked, then priority), time (submission), filename, modification (of the qf,
+    oldest first), random, none (directory order). Sorts are stable, as glibc's
+    qsort is, so ties keep directory order."""
+    kind = (order or "p")[:1].lower()
+    if kind == "h":
+        hosts = [_reversed_host(row) for row in rows]
+        held = {host for host, row in zip(hosts, rows, strict=True) if row[3] == b"*"}
+        keyed = sorted(
+            zip(hosts, rows, strict=True),
+            key=lambda pair: (
+                pair[0] in held,
+                pair[0] is not None,
+                pair[0] or b"",
+                pair[1][0],
+                pair[1][3] != b"*",
+            ),
+        )
+        rows[:] = [row for _, row in keyed]
+    elif kind == "t":
+        rows.sort(key=_QUEUE_TIME)
+    elif kind == "f":
+        rows.sort(key=_FILE_NAME)
+    elif kind == "m":
+        rows.sort(key=lambda row: _modified(queue_dir, row[1]))
+    elif kind == "r":
+        import random  # seldom wanted: not loaded by every listing
+
+        random.shuffle(rows)
+    elif kind != "n":
+        rows.sort(key=_PRIORITY)
+
+
+_QUEUE_TIME = itemgetter(5)
+_FILE_NAME = itemgetter(1)
+
+
+def _reversed_host(row: Row) -> bytes | None:
+    for line in row[10]:
+        if line[1:2] == b"R" and b"@" in line:
+            return line.rpartition(b"@")[2].lower()[::-1]
+    return None
+
+
+def _modified(queue_dir: str, name: bytes) -> float:
+    try:
+        return os.stat(os.path.join(os.fsencode(queue_dir), name)).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _a_cpu_is_idle() -> bool:

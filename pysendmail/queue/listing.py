@@ -147,13 +147,15 @@ def list_queue(
     verbose: bool = False,
     display_dir: str | None = None,
     prefix: str = "qf",
+    order: str = "priority",
     split: bool = False,
 ) -> tuple[str, int]:
-    """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status). `split`:
-    a large queue may be read by two processes (see queue.items.read_rows)."""
+    """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status), in the
+    QueueSortOrder `order`. `split`: a large queue may be read by two processes (see
+    queue.items.read_rows)."""
     shown = display_dir if display_dir is not None else queue_dir
     try:
-        rows = read_rows(queue_dir, prefix, split=split)
+        rows = read_rows(queue_dir, prefix, order, split=split)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         return f"can not chdir({shown}/): {reason}\n", int(ExitCode.CONFIG)
@@ -183,13 +185,15 @@ def to_json(queue_dir: str, messages: list[ListedMessage]) -> dict:
     return {"queue_dir": queue_dir, "total": len(out), "messages": out}
 
 
-def list_queue_json(queue_dir: str, *, display_dir: str | None = None) -> tuple[str, int]:
+def list_queue_json(
+    queue_dir: str, *, display_dir: str | None = None, order: str = "priority"
+) -> tuple[str, int]:
     """`mailq --json`: the same facts as the listing as one JSON document."""
     import json  # only --json needs it: mailq starts often
 
     shown = display_dir if display_dir is not None else queue_dir
     try:
-        messages = gather(queue_dir)
+        messages = gather(queue_dir, order=order)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         body = {"queue_dir": shown, "error": f"can not chdir({shown}/): {reason}"}

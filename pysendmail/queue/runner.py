@@ -1,16 +1,16 @@
 """Queue runs: `sendmail -q`, `-qR/-qS/-qI substr` (and `-q!…`), the daemon's periodic
 runs, and the immediate attempt after `-odi`.
 
-For each queued message, in priority order: take its lock (a message another runner
-holds is skipped), route each recipient with the injected `route` function, group the
-deliveries by mailer and hand each group to that mailer's deliverer, then write back
-what happened: delivered recipients leave the qf, deferred ones stay (N+1, K=now,
-P+RetryFactor, M=the last deferral), permanently failed ones are reported at once; when
-no recipient is left the qf and df are removed. Timeout.queuewarn (default 4h) sends one
-delay DSN (qf flag `w`), Timeout.queuereturn (default 5d) turns what is still deferred
-(both per the message's class: `Timeout.queuereturn.urgent` ..., see queue.timeouts;
-a run skips a message tried less than MinQueueAge ago)
-into failures. DSNs are built by `delivery.dsn` and enqueued here like any message.
+For each queued message, in the QueueSortOrder (priority by default): take its lock (a
+message another runner holds is skipped), route each recipient with the injected `route`
+function, group the deliveries by mailer and hand each group to that mailer's deliverer,
+then write back what happened: delivered recipients leave the qf, deferred ones stay
+(N+1, K=now, P+RetryFactor, M=the last deferral), permanently failed ones are reported
+at once; when no recipient is left the qf and df are removed. Timeout.queuewarn (default
+4h) sends one delay DSN (qf flag `w`), Timeout.queuereturn (default 5d) turns what is
+still deferred (both per the message's class: `Timeout.queuereturn.urgent` ..., see
+queue.timeouts; a run skips a message tried less than MinQueueAge ago) into failures.
+DSNs are built by `delivery.dsn` and enqueued here like any message.
 
 The interfaces the other parts fit:
 
@@ -200,6 +200,7 @@ class QueueRunner:
         timeouts: QueueTimeouts | None = None,
         priorities: Mapping[str, int] | None = None,
         min_queue_age: float = 0.0,
+        sort_order: str = "priority",
         mail_log: MailLog | None = None,
         verbose: IO[str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -217,6 +218,7 @@ class QueueRunner:
         self.timeouts = timeouts or QueueTimeouts.uniform(queuewarn, queuereturn)
         self.priorities = priorities or {}  # the cf's P lines: Precedence -> value
         self.min_queue_age = min_queue_age
+        self.sort_order = sort_order  # QueueSortOrder
         self.mail_log = mail_log or MailLog()
         self.verbose = verbose
         self.clock = clock
@@ -267,7 +269,7 @@ class QueueRunner:
 
     def _run(self, filters: list[RunFilter] | None, summary: RunSummary) -> None:
         try:
-            listed = gather(str(self.store.queue_dir))
+            listed = gather(str(self.store.queue_dir), order=self.sort_order)
         except OSError as error:
             log.error("queue run: cannot read %s: %s", self.store.queue_dir, error)
             return

@@ -182,6 +182,7 @@ def runner_for_config(
         timeouts=QueueTimeouts.from_options(config.options),
         priorities=config.priorities,
         min_queue_age=parse_interval(config.option("MinQueueAge"), 0.0),
+        sort_order=str(config.option("QueueSortOrder", "priority") or "priority"),
         mail_log=mail_log,
         verbose=verbose,
         compat=compat_check(config),

@@ -1,5 +1,6 @@
 """mailq / -bp: the listing byte for byte as sendmail 8.17 printed it."""
 
+import fcntl
 import json
 import os
 import re
@@ -254,3 +255,52 @@ def test_the_fields_found_by_search_are_the_ones_a_line_by_line_reading_finds(li
     assert row[9] == reference.get(b"q", b"")
     assert message.flags.encode("utf-8", "surrogateescape") == reference.get(b"F", b"")
     assert [b"\n" + e for e in reference["entries"]] == row[10]
+
+
+def _qf(queue_dir, qid: str, priority: int, queued_at: int, recipient: str) -> None:
+    (queue_dir / f"df{qid}").write_bytes(b"x\n")
+    (queue_dir / f"qf{qid}").write_bytes(
+        b"V8\nT%d\nK0\nN0\nP%d\nSs@a.test\nRPFD:%s\nH??X: y\n.\n"
+        % (queued_at, priority, recipient.encode())
+    )
+
+
+def _order(queue_dir, order: str) -> list[str]:
+    return [m.qid for m in items.gather(str(queue_dir), order=order)]
+
+
+def test_queue_sort_orders_as_sendmail_sorts(tmp_path):
+    _qf(tmp_path, "6AQBB1aa000004", 300, 40, "a@b.example.org")
+    _qf(tmp_path, "6AQBB1aa000002", 100, 30, "c@a.example.com")
+    _qf(tmp_path, "6AQBB1aa000003", 200, 10, "d@b.example.org")
+    _qf(tmp_path, "6AQBB1aa000001", 400, 20, "local-user")
+    os.utime(tmp_path / "qf6AQBB1aa000003", (1, 5000))
+    os.utime(tmp_path / "qf6AQBB1aa000001", (1, 6000))
+    os.utime(tmp_path / "qf6AQBB1aa000004", (1, 7000))
+    os.utime(tmp_path / "qf6AQBB1aa000002", (1, 8000))
+    ids = [f"6AQBB1aa00000{n}" for n in range(1, 5)]
+    assert _order(tmp_path, "priority") == [ids[1], ids[2], ids[3], ids[0]]
+    assert _order(tmp_path, "Priority") == _order(tmp_path, "p")
+    assert _order(tmp_path, "time") == [ids[2], ids[0], ids[1], ids[3]]
+    assert _order(tmp_path, "filename") == ids
+    assert _order(tmp_path, "modification") == [ids[2], ids[0], ids[3], ids[1]]
+    # host: no host first, then by reversed domain ("gro.elpmaxe.b" before
+    # "moc.elpmaxe.a"), each host's messages by priority
+    assert _order(tmp_path, "host") == [ids[0], ids[2], ids[3], ids[1]]
+    assert sorted(_order(tmp_path, "random")) == ids
+    with os.scandir(tmp_path) as entries:
+        in_directory = [e.name[2:] for e in entries if e.name.startswith("qf")]
+    assert _order(tmp_path, "none") == in_directory
+
+
+def test_host_order_puts_the_hosts_with_a_locked_message_last(tmp_path):
+    _qf(tmp_path, "6AQBB1aa000001", 100, 1, "a@one.test")
+    _qf(tmp_path, "6AQBB1aa000002", 200, 1, "b@one.test")
+    _qf(tmp_path, "6AQBB1aa000003", 300, 1, "c@two.test")
+    fd = os.open(tmp_path / "qf6AQBB1aa000002", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert _order(tmp_path, "host") == ["6AQBB1aa000003", "6AQBB1aa000001", "6AQBB1aa000002"]
+    finally:
+        os.close(fd)
+    assert _order(tmp_path, "host")[0] == "6AQBB1aa000001"

@@ -9,6 +9,7 @@ from pysendmail.delivery.result import DeliveryResult
 from pysendmail.envelope import Envelope, Notify, Recipient
 from pysendmail.errors import UserUnknown
 from pysendmail.headers import Header
+from pysendmail.queue.items import gather
 from pysendmail.queue.runner import QueueRunner, RunFilter, parse_interval, parse_run_option
 from pysendmail.queue.store import QueueStore
 from tests.conftest import cli_case
@@ -317,3 +318,17 @@ def test_run_forever_runs_until_stopped(tmp_path):
     assert not worker.is_alive()
     assert runs[0] == first and len(runs) == 2
     assert store.queue_ids() == []
+
+
+def test_a_run_takes_the_messages_in_the_queue_sort_order(tmp_path):
+    store = QueueStore(tmp_path, fsync=False)
+    # fewer recipients, higher priority: the priority order is not the file names'
+    queued = [_queue(store, rcpts=tuple(f"u{n}{k}" for k in range(4 - n))) for n in range(4)]
+    by_priority = [m.qid for m in gather(str(tmp_path))]
+    assert by_priority != sorted(queued)
+    out = io.StringIO()
+    runner = _runner(store, verbose=out)
+    runner.sort_order = "filename"
+    runner.run()
+    running = re.findall(r"Running \S+/(\S+) \(sequence", out.getvalue())
+    assert running == sorted(queued)
