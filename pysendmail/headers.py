@@ -14,6 +14,9 @@ or a TAB after a header field). Such a line is the first line of the body.
 
 `H?flags?Name: value` conditions: a header with flags is written only for a mailer that
 has at least one of those flags; `?${macro}?` headers only when the macro has a value.
+The headers sendmail's table marks H_ACHECK (Return-Path, Full-Name, Content-Length) are
+written only under such a condition: a message's own `Return-Path:` or `Content-Length:`
+never goes out, as sendmail drops them (`HEADER_FLAGS` is that table).
 The byte 0x81 followed by a letter, or by `{name}`, is a macro reference resolved at
 delivery time (`Return-Path: <\\x81g>` is `$g`). In `str` values that byte is the
 surrogate `MACRO_CHAR` (the text is decoded as UTF-8 with surrogateescape).
@@ -37,6 +40,63 @@ _MACRO_REF = re.compile(MACRO_CHAR + r"(\{[^}]*\}|.)", re.DOTALL)
 # Headers whose addresses are recipients (what -t reads, what Bcc removal considers).
 RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
 RESENT_RECIPIENT_HEADERS = ("Resent-To", "Resent-Cc", "Resent-Bcc")
+
+# sendmail's header table (conf.c HdrInfo): the H_* flags of each header it knows.
+H_EOH, H_RCPT, H_RESENT, H_ACHECK, H_FORCE, H_TRACE, H_FROM = 0x1, 0x2, 0x8, 0x20, 0x40, 0x80, 0x100
+H_RECEIPTTO, H_ERRORSTO, H_CTE, H_CTYPE, H_BCC = 0x400, 0x800, 0x1000, 0x2000, 0x4000
+H_ENCODABLE, H_STRIPCOMM, H_BINDLATE, H_USER = 0x8000, 0x10000, 0x20000, 0x40000
+HEADER_FLAGS = {
+    "resent-sender": H_FROM | H_RESENT,
+    "resent-from": H_FROM | H_RESENT,
+    "resent-reply-to": H_FROM | H_RESENT,
+    "sender": H_FROM,
+    "from": H_FROM,
+    "reply-to": H_FROM,
+    "errors-to": H_FROM | H_ERRORSTO,
+    "full-name": H_ACHECK,
+    "return-receipt-to": H_RECEIPTTO,
+    "disposition-notification-to": H_FROM,
+    "to": H_RCPT,
+    "resent-to": H_RCPT | H_RESENT,
+    "cc": H_RCPT,
+    "resent-cc": H_RCPT | H_RESENT,
+    "bcc": H_RCPT | H_BCC,
+    "resent-bcc": H_RCPT | H_BCC | H_RESENT,
+    "apparently-to": H_RCPT,
+    "message-id": 0,
+    "resent-message-id": H_RESENT,
+    "message": H_EOH,
+    "text": H_EOH,
+    "date": 0,
+    "resent-date": H_RESENT,
+    "received": H_TRACE | H_FORCE,
+    "x400-received": H_TRACE | H_FORCE,
+    "via": H_TRACE | H_FORCE,
+    "mail-from": H_TRACE | H_FORCE,
+    "comments": H_FORCE | H_ENCODABLE,
+    "return-path": H_FORCE | H_ACHECK | H_BINDLATE,
+    "content-transfer-encoding": H_CTE,
+    "content-type": H_CTYPE,
+    "content-length": H_ACHECK,
+    "subject": H_ENCODABLE,
+    "x-authentication-warning": H_FORCE,
+}
+
+
+def header_flags(name: str) -> int:
+    """The H_* flags sendmail's header table gives the header `name` (0 if unknown)."""
+    return HEADER_FLAGS.get(name.lower(), 0)
+
+
+def is_sender_header(name: str) -> bool:
+    """From:, Sender:, Reply-To:, Errors-To:, Resent-From/Sender/Reply-To,
+    Disposition-Notification-To: the H_FROM headers, rewritten as sender addresses."""
+    return bool(header_flags(name) & H_FROM)
+
+
+def is_recipient_header(name: str) -> bool:
+    """To:, Cc:, Bcc:, Resent-To/Cc/Bcc, Apparently-To: the H_RCPT headers."""
+    return bool(header_flags(name) & H_RCPT)
 
 
 def decode(data: bytes) -> str:
@@ -84,7 +144,9 @@ class Header:
         if self.macro_condition is not None:
             return bool((macros or {}).get(self.macro_condition))
         if not self.condition:
-            return True
+            # H_ACHECK headers (Return-Path, Full-Name, Content-Length) go only to a
+            # mailer with one of their flags: without any (a user's own), to none.
+            return not header_flags(self.name) & H_ACHECK
         flags = set(mailer_flags)
         return any(flag in flags for flag in self.condition)
 

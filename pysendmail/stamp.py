@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from pysendmail.headers import MACRO_CHAR, Header
+from pysendmail.headers import H_ACHECK, H_FORCE, MACRO_CHAR, Header, header_flags
 from pysendmail.record import record
 
 # Headers whose macros are bound at delivery time, not when queued.
@@ -155,8 +155,22 @@ def default_headers(
         )
         if key in _TRACE or key in _BIND_LATE:
             trace_end = len(added)
+    _inherit_conditions(templates, message_headers)
     host = macros.get("j", "")
     warning_headers = [
         Header(name="X-Authentication-Warning", value=f"{host}: {text}") for text in warnings
     ]
     return [*added[:trace_end], *warning_headers, *added[trace_end:], *message_headers]
+
+
+def _inherit_conditions(templates: Sequence[HeaderTemplate], headers: Sequence[Header]) -> None:
+    """sendmail's chompheader(): a message's own header takes the `?flags?` of the `H`
+    line it replaces. It matters for the H_ACHECK headers (a user's `Full-Name:` goes
+    only to a mailer with F=x, as `H?x?Full-Name:` would), which the qf keeps."""
+    conditions = {
+        t.name.lower(): t.flags for t in templates if t.flags and not header_flags(t.name) & H_FORCE
+    }
+    for header in headers:
+        if header.condition or not header_flags(header.name) & H_ACHECK:
+            continue
+        header.condition = conditions.get(header.key, "")
