@@ -651,12 +651,46 @@ class Router:
         as the config enables them (for the envelope sender only with
         FEATURE(masquerade_envelope)). The display name and comments of `Name <addr>` stay.
         """
+        return self._rewrite(address, masquerade=not envelope or self.masquerade_envelope())
+
+    def qualify(self, address: str) -> str:
+        """An address qualified with $j and canonified, without genericstable or
+        masquerading (the stock EnvToSMTP: what the SMTP mailers make of a recipient)."""
+        return self._rewrite(address, masquerade=False)
+
+    def address_part(self, address: str) -> str:
+        """`Name <addr> (comment)` -> `addr`; the text itself when it does not parse."""
+        try:
+            return parse_item(address.strip()).addr_spec or address
+        except MailError:
+            return address
+
+    def uucp_form(self, address: str) -> str | None:
+        """`host!user` (or `user@host.UUCP`) as the address with its UUCP path
+        `host!user` in place; None for any other address."""
+        addr = self.address_part(address)
+        local, _at, domain = addr.rpartition("@") if "@" in addr else (addr, "", "")
+        path = _uucp_path(local, domain)
+        if path is None:
+            return None
+        return address.replace(addr, path, 1) if addr in address else path
+
+    def is_local_name(self, address: str) -> bool:
+        """True for an address without a domain (`alice`, `Alice <alice>`): the stock
+        local mailer's rulesets leave it as it is."""
+        try:
+            addr = parse_item(address.strip()).addr_spec
+        except MailError:
+            return False
+        unquoted = _unquoted_part(addr)
+        return bool(addr) and not any(c in unquoted for c in "@%!")
+
+    def _rewrite(self, address: str, *, masquerade: bool) -> str:
         text = address.strip()
         if not text or text == "<>" or re.fullmatch(r"[^:<>\"]*:\s*;", text):
             return address
         if text == '""':
             return ""
-        masquerade = not envelope or self.masquerade_envelope()
         try:
             addr = parse_item(text).addr_spec
         except MailError:

@@ -274,7 +274,7 @@ def _start(
         raise _Unreachable(f"Deferred: {err}", "4.3.5") from None
     home = identity.home if identity else home_of(first.controlling_user)
     values = {
-        "f": bare_sender(message.sender),
+        "f": message.from_macro(),
         "g": bare_sender(message.sender),
         "h": first.host,
         "z": home,

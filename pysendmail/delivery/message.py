@@ -29,7 +29,8 @@ class OutgoingMessage:
     no blank separator line). `body` is the df file's path, the body bytes, or a
     function returning a fresh iterator of chunks (a body may be read several times:
     one pass per MX host tried, per local recipient ...). `sender` is the envelope
-    sender as this mailer writes it (`$g`); "" or "<>" is the null sender.
+    sender as this mailer writes it (`$g`, rewritten by its rulesets); "" or "<>" is
+    the null sender.
     """
 
     sender: str
@@ -37,6 +38,12 @@ class OutgoingMessage:
     body: BodySource = b""
     received_at: float = field(default_factory=time.time)
     eight_bit: bool | None = None  # None: not declared, look at the bytes
+    original_sender: str | None = None  # `$f`, as queued; None: the same as `sender`
+
+    def from_macro(self) -> str:
+        """`$f`: the envelope sender as it was queued (`$g`, `sender`, is the one
+        rewritten for this mailer)."""
+        return bare_sender(self.sender if self.original_sender is None else self.original_sender)
 
     @classmethod
     def from_bytes(cls, sender: str, data: bytes, **extra: object) -> OutgoingMessage:

@@ -527,7 +527,7 @@ def run_mailer(
             continue
         home = identity.home if identity else home_of(first.controlling_user)
         values = {
-            "f": bare_sender(message.sender),
+            "f": message.from_macro(),
             "g": bare_sender(message.sender),
             "h": first.host,
             "z": home,

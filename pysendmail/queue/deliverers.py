@@ -7,6 +7,10 @@ the qf headers rendered for that mailer's flags (`H?P?Return-Path`, `?D?`, `?F?`
 flag `b`, and the body streamed from the df. They return one DeliveryResult per
 delivery, in order, as the runner's Deliverer protocol asks.
 
+A deliverer's `rewrite` (set by queue/service.py from rewriting.MailerAddresses) gives
+its mailer the envelope sender and the header addresses through the mailer's rulesets
+(S=, R=, genericstable, masquerading); without it the message goes out as queued.
+
 A delivery is any object with `mailer` (routing.Delivery): the local adapter takes the
 user from `user`, the prog adapter the command and the file adapter the path from
 `user` too (`$u` of `$#prog $:command`), both with `controlling_user` when set.
@@ -29,6 +33,7 @@ from pysendmail.delivery.message import OutgoingMessage
 from pysendmail.delivery.prog import ProgramSettings, ProgramTarget, deliver_prog, run_mailer
 from pysendmail.delivery.remote import RemoteRecipient, RemoteSettings, deliver_remote
 from pysendmail.delivery.result import DeliveryResult
+from pysendmail.delivery.rewrite import AddressRewrite, rewrite_headers
 from pysendmail.delivery.user_writers import UserWriters
 from pysendmail.headers import render
 
@@ -39,18 +44,46 @@ DEFAULT_FILE_FLAGS = "lsDFMPEouq9"
 DEFAULT_SMTP_FLAGS = "mDFMuXa"
 
 
-def outgoing(message: Any, mailer_flags: str) -> OutgoingMessage:
-    """The queued message as a mailer with `mailer_flags` gets it."""
+def outgoing(
+    message: Any,
+    mailer_flags: str,
+    rewrite: AddressRewrite | None = None,
+    *,
+    line_limit: int = 0,
+) -> OutgoingMessage:
+    """The queued message as a mailer with `mailer_flags` gets it. With `rewrite` (the
+    mailer's rulesets: rewriting.MailerAddresses.for_mailer), the envelope sender (`$g`)
+    and the addresses of the sender and recipient headers are rewritten for it; the
+    queue file itself is never changed."""
     queue_file = message.queue_file
-    sender = bare(queue_file.sender)
+    queued_sender = bare(queue_file.sender)
+    sender = queued_sender
+    header_list = queue_file.headers
+    if rewrite is not None:
+        if queued_sender:
+            sender = rewrite(queued_sender, True, False) or queued_sender
+        header_list = rewrite_headers(header_list, rewrite, line_limit=line_limit)
     macros = {**queue_file.macros, "g": sender or "MAILER-DAEMON"}
-    headers = render(queue_file.headers, mailer_flags, macros, remove_bcc=queue_file.has_flag("b"))
+    headers = render(header_list, mailer_flags, macros, remove_bcc=queue_file.has_flag("b"))
     return OutgoingMessage(
-        sender=queue_file.sender,
+        sender=queue_file.sender if sender == queued_sender else sender,
         headers=headers,
         body=message.df_path,
         received_at=float(queue_file.queued_at),
         eight_bit=True if queue_file.has_flag("8") else None,
+        original_sender=None if sender == queued_sender else queue_file.sender,
+    )
+
+
+def _outgoing_for(deliverer: Any, message: Any, flags: str) -> OutgoingMessage:
+    """outgoing() with the deliverer's mailer rewriting and L= line limit."""
+    mailer = getattr(deliverer, "mailer", None)
+    limit = mailer.fields.get("L", "") if mailer is not None else ""
+    return outgoing(
+        message,
+        flags,
+        getattr(deliverer, "rewrite", None),
+        line_limit=int(limit) if limit.isdigit() else 0,
     )
 
 
@@ -66,6 +99,8 @@ def _recipient_of(message: Any, delivery: Any) -> str:
 
 class LocalDeliverer:
     """The `local` mailer: mail.local-style mailboxes, or the cf's local program."""
+
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
 
     def __init__(self, settings: LocalSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
@@ -85,7 +120,7 @@ class LocalDeliverer:
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_LOCAL_FLAGS
-        out = outgoing(message, flags)
+        out = _outgoing_for(self, message, flags)
         targets = [
             LocalRecipient(
                 recipient=_recipient_of(message, d),
@@ -100,13 +135,15 @@ class LocalDeliverer:
 class ProgDeliverer:
     """The `prog` mailer: `|command` targets, run as their controlling user."""
 
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
+
     def __init__(self, settings: ProgramSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
         self.mailer = mailer
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_PROG_FLAGS
-        out = outgoing(message, flags)
+        out = _outgoing_for(self, message, flags)
         return [
             deliver_prog(
                 out,
@@ -123,13 +160,15 @@ class ProgDeliverer:
 class FileDeliverer:
     """The `*file*` mailer: `/path` targets, appended as their controlling user."""
 
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
+
     def __init__(self, settings: ProgramSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
         self.mailer = mailer  # a cf's own `M*file*` line (U=, /=), if it has one
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_FILE_FLAGS
-        out = outgoing(message, flags or DEFAULT_FILE_FLAGS)
+        out = _outgoing_for(self, message, flags or DEFAULT_FILE_FLAGS)
         return [
             deliver_file(
                 out,
@@ -147,6 +186,8 @@ class RemoteDeliverer:
     """The SMTP mailers (`[IPC]`: smtp, esmtp, smtp8, dsmtp, relay): one transaction per
     destination host for all of this message's recipients routed there, with the DSN
     parameters (NOTIFY=, ORCPT=, RET=, ENVID=) the queue holds."""
+
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
 
     def __init__(self, settings: RemoteSettings, mailer: MailerSpec | None = None) -> None:
         self.settings = settings
@@ -187,7 +228,7 @@ class RemoteDeliverer:
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
         flags = self.mailer.fields.get("F", "") if self.mailer else DEFAULT_SMTP_FLAGS
-        out = outgoing(message, flags)
+        out = _outgoing_for(self, message, flags)
         queue_file = message.queue_file
         ret = None
         if queue_file.has_flag("d"):
@@ -233,13 +274,15 @@ class LmtpDeliverer:
     """A mailer with F=z: one LMTP transaction per destination (`$h`) for all of this
     message's recipients routed to it, each with the reply the server gave it."""
 
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
+
     def __init__(self, settings: LmtpSettings, mailer: MailerSpec, *, local: bool = False) -> None:
         self.settings = settings
         self.mailer = mailer
         self.local = local  # the local mailer: `$u` is a user name, F=S may keep root
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
-        out = outgoing(message, self.mailer.fields.get("F", ""))
+        out = _outgoing_for(self, message, self.mailer.fields.get("F", ""))
         by_host: dict[str, list[int]] = {}
         for index, delivery in enumerate(deliveries):
             by_host.setdefault(str(getattr(delivery, "host", "") or "").lower(), []).append(index)
@@ -288,12 +331,14 @@ class ProgramMailerDeliverer:
     keeps root, as sendmail does; otherwise the recipient's controlling user or
     DefaultUser runs it."""
 
+    rewrite: AddressRewrite | None = None  # the mailer's rulesets (service.py sets it)
+
     def __init__(self, settings: ProgramSettings, mailer: MailerSpec) -> None:
         self.settings = settings
         self.mailer = mailer
 
     def deliver(self, message: Any, deliveries: list[Any]) -> list[DeliveryResult]:
-        out = outgoing(message, self.mailer.fields.get("F", ""))
+        out = _outgoing_for(self, message, self.mailer.fields.get("F", ""))
         by_host: dict[str, list[int]] = {}
         for index, delivery in enumerate(deliveries):
             by_host.setdefault(str(getattr(delivery, "host", "") or "").lower(), []).append(index)

@@ -41,6 +41,7 @@ from pysendmail.queue.runner import (
 )
 from pysendmail.queue.store import QueueStore
 from pysendmail.queue.timeouts import QueueTimeouts
+from pysendmail.rewriting import MailerAddresses
 from pysendmail.routing import FILE_MAILER, PROG_MAILER, Router
 
 DEFAULT_QUEUE_DIR = "/var/spool/mqueue"
@@ -111,7 +112,23 @@ def _resolver_for(config: Config, resolver: Resolver | None) -> Resolver:
     return resolver
 
 
-def deliverers_for_config(config: Config, resolver: Resolver | None = None) -> dict[str, Deliverer]:
+def deliverers_for_config(
+    config: Config,
+    resolver: Resolver | None = None,
+    *,
+    addresses: MailerAddresses | None = None,
+) -> dict[str, Deliverer]:
+    """One deliverer per mailer; with `addresses`, each rewrites the envelope sender
+    and the header addresses through its mailer's rulesets."""
+    found = _deliverers(config, resolver)
+    if addresses is not None:
+        for name, deliverer in found.items():
+            if hasattr(deliverer, "rewrite"):
+                deliverer.rewrite = addresses.for_mailer(name)  # type: ignore[attr-defined]
+    return found
+
+
+def _deliverers(config: Config, resolver: Resolver | None) -> dict[str, Deliverer]:
     program = ProgramSettings.from_config(config)
     local_spec = config.mailers.get("local")
     found: dict[str, Deliverer] = {
@@ -170,7 +187,7 @@ def runner_for_config(
 ) -> QueueRunner:
     """A QueueRunner for the configuration's queue, router and mailers."""
     route = router or Router(config)
-    deliverers = deliverers_for_config(config, resolver)
+    deliverers = deliverers_for_config(config, resolver, addresses=MailerAddresses(config, route))
     deliverers.update(extra_deliverers or {})
     return QueueRunner(
         store_for_config(config),

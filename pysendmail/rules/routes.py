@@ -21,7 +21,13 @@ from typing import NamedTuple
 
 from pysendmail.config.model import Config
 from pysendmail.errors import AddressSyntaxError, MailError, TempFailure
-from pysendmail.rules.address import RF_SENDERADDR, AddressRules, dsn_to_exit
+from pysendmail.rules.address import (
+    RF_CANONICAL,
+    RF_HEADERADDR,
+    RF_SENDERADDR,
+    AddressRules,
+    dsn_to_exit,
+)
 from pysendmail.rules.checks import error_reply
 from pysendmail.rules.context import MapOpener, RuleWorld, build_world
 from pysendmail.rules.engine import Messages, is_enhanced_status
@@ -64,13 +70,26 @@ class RuleRouter:
             raise AddressSyntaxError("User address required")
         return Triple(parsed.mailer.name, parsed.host or "", parsed.user)
 
-    def rewrite(self, address: str, mailer_name: str, *, sender: bool) -> str:
-        """An envelope address as `mailer_name` is given it (sendmail's remotename())."""
+    def rewrite(self, address: str, mailer_name: str, *, sender: bool, header: bool = False) -> str:
+        """An address as `mailer_name` is given it (sendmail's remotename()): rulesets 3,
+        1 (sender) or 2, the mailer's S= or R= (its envelope or header part), 4. A header
+        address keeps its phrase and comments; the envelope sender is canonical, as
+        deliver() asks for it."""
+        return self.rewrite_status(address, mailer_name, sender=sender, header=header)[0]
+
+    def rewrite_status(
+        self, address: str, mailer_name: str, *, sender: bool, header: bool = False
+    ) -> tuple[str, int]:
+        """rewrite() and the rules' exit status (EX_TEMPFAIL when a map was unavailable)."""
         mailer = self.world.mailer(mailer_name)
         if mailer is None:
-            return address
-        name, _status = self._rules().remotename(address, mailer, RF_SENDERADDR if sender else 0)
-        return name
+            return address, 0
+        flags = RF_SENDERADDR if sender else 0
+        if header:
+            flags |= RF_HEADERADDR
+        elif sender:
+            flags |= RF_CANONICAL
+        return self._rules().remotename(address, mailer, flags)
 
 
 def rule_router_for(config: Config, *, open_map: MapOpener | None = None) -> RuleRouter:

@@ -1,0 +1,107 @@
+"""The addresses of a message's headers as one mailer is given them (sendmail's
+putheader() and commaize()).
+
+A sender header (From:, Sender:, Reply-To:, Errors-To:, Resent-From/Sender/Reply-To,
+Disposition-Notification-To: `headers.is_sender_header`) and a recipient header (To:,
+Cc:, Bcc:, Resent-To/Cc/Bcc, Apparently-To) hold a comma-separated list of addresses;
+each one is handed to the mailer's rewriting (`AddressRewrite`: rulesets 1 or 2, the
+mailer's S= or R= header part, 4), which keeps its phrase and comments (crackaddr) and
+replaces the address only. A header none of whose addresses change is left exactly as it
+came; one that changes is written as commaize() writes it: the addresses joined by ", ",
+folded before the 79th column onto lines indented by eight spaces.
+
+Pure: header records in, header records out. The queued message is never changed; the
+deliverers build the rewritten copy for each delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from pysendmail.headers import Header, is_recipient_header, is_sender_header
+
+# (address, sender?, header?) -> the address as this mailer writes it
+AddressRewrite = Callable[[str, bool, bool], str]
+
+MAX_HEADER_LINE = 78  # commaize()'s omax for a mailer without L= (or with L= > 80)
+
+
+def split_addresses(value: str) -> list[str]:
+    """The addresses of a header value, split at the commas outside quotes, comments
+    and angle brackets (route addresses keep theirs), each without the blanks around it."""
+    items: list[str] = []
+    current: list[str] = []
+    depth_comment = depth_angle = 0
+    quoted = escaped = False
+    for ch in value:
+        if escaped:
+            current.append(ch)
+            escaped = False
+            continue
+        if ch == "\\":
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == '"' and not depth_comment:
+            quoted = True
+        elif ch == "(":
+            depth_comment += 1
+        elif ch == ")" and depth_comment:
+            depth_comment -= 1
+        elif ch == "<" and not depth_comment:
+            depth_angle += 1
+        elif ch == ">" and not depth_comment and depth_angle:
+            depth_angle -= 1
+        elif ch == "," and not (depth_comment or depth_angle):
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    items.append("".join(current))
+    return [text for item in items if (text := item.strip(" \t\r\n"))]
+
+
+def commaize(name: str, addresses: Iterable[str], *, line_limit: int = 0) -> str:
+    """The value of header `name` holding `addresses`, folded as sendmail folds it."""
+    limit = line_limit - 2 if 2 <= line_limit <= MAX_HEADER_LINE + 2 else MAX_HEADER_LINE
+    column = len(name) + 2  # "Name: "
+    out: list[str] = []
+    for address in addresses:
+        if not out:
+            out.append(address)
+            column += len(address)
+            continue
+        column += len(address) + 2
+        if column > limit:
+            out.append(",\n        " + address)
+            column = 8 + len(address)
+        else:
+            out.append(", " + address)
+    return "".join(out)
+
+
+def rewrite_header(header: Header, rewrite: AddressRewrite, *, line_limit: int = 0) -> Header:
+    """One header with its addresses rewritten for a mailer; itself when nothing changes
+    or when it is no address header."""
+    sender = is_sender_header(header.name)
+    if not sender and not is_recipient_header(header.name):
+        return header
+    addresses = split_addresses(header.unfolded())
+    rewritten = [rewrite(address, sender, True) for address in addresses]
+    if rewritten == addresses:
+        return header
+    kept = [address for address in rewritten if address]
+    value = commaize(header.name, kept, line_limit=line_limit)
+    return Header(
+        name=header.name,
+        value=value,
+        condition=header.condition,
+        macro_condition=header.macro_condition,
+    )
+
+
+def rewrite_headers(
+    headers: Iterable[Header], rewrite: AddressRewrite, *, line_limit: int = 0
+) -> list[Header]:
+    """The header list with every sender and recipient header rewritten for a mailer."""
+    return [rewrite_header(h, rewrite, line_limit=line_limit) for h in headers]

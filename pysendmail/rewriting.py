@@ -1,0 +1,192 @@
+"""What an address becomes for one mailer at delivery time (sendmail's remotename()).
+
+Each delivery gives its mailer the envelope sender through rulesets 3, 1, the mailer's
+S= envelope part and 4, and the addresses of the headers through 3, 1 or 2, the S= or
+R= header part and 4 (`delivery/rewrite.py` takes the headers apart). The recipients'
+envelope addresses went through 2, R= and 4 when they were routed (buildaddr()), so
+the triple's user is already what the mailer gets.
+
+`MailerAddresses(config, router).rewrite(address, mailer, sender=..., header=...)`:
+
+- a cf whose rulesets 3, 1, 2, 4 and the mailer's S= and R= rulesets are all sendmail's
+  stock m4 output is answered from the tables (`Router.rewrite_sender`: genericstable,
+  MASQUERADE_AS, FEATURE(masquerade_envelope), allmasquerade, the local mailer leaving
+  local names alone), without the rules engine;
+- any other cf (hand-written `LOCAL_RULE_1`, an S= ruleset of its own, a ruleset this
+  module has no table equivalent for) runs the cf's rules through the engine.
+
+Answers are cached per (mailer, address, kind): a queue run sees the same senders often.
+It never changes a queued message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pysendmail.config.model import Config
+from pysendmail.routing import Router
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pysendmail.rules.routes import RuleRouter
+
+CACHE_LIMIT = 4096
+
+# The table equivalents of the stock S=/R= rulesets, by name: what each does to an address.
+SMTP_SENDER = "smtp-sender"  # EnvFromSMTP (masquerade only with masquerade_envelope)
+SMTP_HEADER_SENDER = "smtp-header-sender"  # HdrFromSMTP: qualify, genericstable, masquerade
+SMTP_RECIPIENT = "smtp-recipient"  # EnvToSMTP: qualify with $j
+RELAY_RECIPIENT = "relay-recipient"  # MasqSMTP (relay's R=): qualify, UUCP paths alone
+LOCAL_SENDER = "local-sender"  # EnvFromL: local names alone, masquerade with masquerade_envelope
+LOCAL_HEADER_SENDER = "local-header-sender"  # HdrFromL: local names alone, masquerade the rest
+LOCAL_RECIPIENT = "local-recipient"  # EnvToL, HdrToL: local names alone
+PLAIN = "plain"  # no S=/R= ruleset: 3, 1 or 2 (empty when stock), 4
+STOCK_EQUIVALENTS = {
+    "EnvFromSMTP": SMTP_SENDER,
+    "HdrFromSMTP": SMTP_HEADER_SENDER,
+    "EnvToSMTP": SMTP_RECIPIENT,
+    "MasqSMTP": RELAY_RECIPIENT,
+    "EnvFromL": LOCAL_SENDER,
+    "HdrFromL": LOCAL_HEADER_SENDER,
+    "EnvToL": LOCAL_RECIPIENT,
+    "HdrToL": LOCAL_RECIPIENT,
+}
+# What S= and R= parts sendmail uses: (sender?, header?) -> (field, part)
+_PARTS = {
+    (True, False): ("S", 0),
+    (True, True): ("S", 1),
+    (False, False): ("R", 0),
+    (False, True): ("R", 1),
+}
+
+
+def mailer_ruleset(config: Config, mailer: str, *, sender: bool, header: bool) -> str:
+    """The name (or number) of the mailer's S= or R= ruleset for that kind of address:
+    `S=EnvFromSMTP/HdrFromSMTP` gives the envelope and the header part, a field without
+    `/` names one ruleset for both, "" when the mailer has none."""
+    spec = config.mailers.get(mailer)
+    if spec is None:
+        return ""
+    field, part = _PARTS[(sender, header)]
+    envelope, _, header_part = spec.fields.get(field, "").partition("/")
+    chosen = header_part if part and header_part else envelope
+    return chosen.strip()
+
+
+class MailerAddresses:
+    """Addresses rewritten for each mailer of one configuration."""
+
+    def __init__(self, config: Config, router: Router | None = None) -> None:
+        self.config = config
+        self.router = router or Router(config)
+        self._plans: dict[tuple[str, bool, bool], str | None] = {}
+        self._cache: dict[tuple[str, str, bool, bool], tuple[str, bool]] = {}
+        self._engine: RuleRouter | None = None
+        self._report: object | None = None
+
+    def for_mailer(self, mailer: str) -> Callable[[str, bool, bool], str]:
+        """The rewriting of one mailer: (address, sender?, header?) -> address."""
+
+        def rewrite(address: str, sender: bool, header: bool) -> str:
+            return self.rewrite(address, mailer, sender=sender, header=header)
+
+        return rewrite
+
+    def rewrite(self, address: str, mailer: str, *, sender: bool, header: bool) -> str:
+        return self.rewrite_status(address, mailer, sender=sender, header=header)[0]
+
+    def rewrite_status(
+        self, address: str, mailer: str, *, sender: bool, header: bool
+    ) -> tuple[str, bool]:
+        """The address for `mailer`, and False when the rules could not finish (a map
+        was unavailable: sendmail's EX_TEMPFAIL)."""
+        key = (mailer, address, sender, header)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        plan = self.plan(mailer, sender=sender, header=header)
+        if plan is None:
+            name, status = self.engine().rewrite_status(
+                address, mailer, sender=sender, header=header
+            )
+            result = (name, status != 75)
+        else:
+            # deliver() asks for the envelope sender canonical: no phrase, no comment
+            bare = address if header else self.router.address_part(address)
+            result = (self._by_tables(bare, plan), True)
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    # ---- which way
+
+    def plan(self, mailer: str, *, sender: bool, header: bool) -> str | None:
+        """The table equivalent for that mailer and kind of address, or None when the
+        cf's own rules must run."""
+        key = (mailer, sender, header)
+        if key not in self._plans:
+            self._plans[key] = self._choose(mailer, sender=sender, header=header)
+        return self._plans[key]
+
+    def _choose(self, mailer: str, *, sender: bool, header: bool) -> str | None:
+        decided = self.config.routing_rules
+        ruleset = mailer_ruleset(self.config, mailer, sender=sender, header=header)
+        if decided == "tables":  # a cf without rules: nothing else to run
+            return STOCK_EQUIVALENTS.get(self._name_of(ruleset), PLAIN)
+        if decided == "cf" or not self._stock(ruleset):
+            return None
+        if not ruleset or ruleset == "0":
+            return PLAIN
+        return STOCK_EQUIVALENTS.get(self._name_of(ruleset))
+
+    def _stock_report(self):  # -> StockReport
+        if self._report is None:
+            from pysendmail.rules.stock import StockReport
+
+            self._report = StockReport(self.config.cf.rulesets)
+        return self._report
+
+    def _name_of(self, ruleset: str) -> str:
+        if not ruleset.isdigit():
+            return ruleset
+        report = self._stock_report()
+        return report.numbers.get(ruleset, ruleset)  # type: ignore[attr-defined]
+
+    def _stock(self, ruleset: str) -> bool:
+        report = self._stock_report()
+        return all(
+            not report.runs_rules(entry)  # type: ignore[attr-defined]
+            for entry in ("canonify", "1", "2", "final", ruleset)
+            if entry
+        )
+
+    def engine(self) -> RuleRouter:
+        if self._engine is None:
+            from pysendmail.rules.routes import rule_router_for
+
+            self._engine = rule_router_for(self.config, open_map=self.router._rule_map)
+        return self._engine
+
+    # ---- the tables
+
+    def _by_tables(self, address: str, plan: str) -> str:
+        router = self.router
+        if plan == SMTP_SENDER:
+            return router.rewrite_sender(address, envelope=True)
+        if plan == SMTP_HEADER_SENDER:
+            return router.rewrite_sender(address, envelope=False)
+        if plan == SMTP_RECIPIENT:
+            return router.qualify(address)
+        uucp = router.uucp_form(address)
+        if uucp is not None:  # `host!user` stays a UUCP path for these rulesets
+            return uucp
+        if plan == RELAY_RECIPIENT:
+            return router.qualify(address)
+        if router.is_local_name(address):
+            return address
+        if plan == LOCAL_SENDER:
+            return router.rewrite_sender(address, envelope=True)
+        if plan == LOCAL_HEADER_SENDER:
+            return router.rewrite_sender(address, envelope=False)
+        return router.qualify(address)
