@@ -702,6 +702,32 @@ class Router:
             return address
         return text.replace(addr, rewritten, 1) if addr in text else rewritten
 
+    def _generics(self, local: str, domain: str, *, qualified: bool) -> str | None:
+        """The genericstable's value for `local@domain`, in the stock MasqHdr's order:
+        `user+detail@domain`, `user+*@domain` (%1 = detail), `user@domain`, `@domain`
+        (%1 = the local part; qualified addresses only), then the same without the
+        domain."""
+        user, plus, detail = local.partition("+")
+        tries: list[tuple[str, str | None]] = [(f"{local}@{domain}", None)]
+        if plus:
+            tries += [(f"{user}+*@{domain}", detail), (f"{user}@{domain}", None)]
+        if qualified:
+            tries.append((f"@{domain}", local))
+        tries.append((local, None))
+        if plus:
+            tries += [(f"{user}+*", detail), (user, None)]
+        for key, arg in tries:
+            value = self._map_lookup("generics", key)
+            if value is not None:
+                return value if arg is None else _with_arg(value, arg)
+        return None
+
+    def _not_masqueraded(self, domain: str) -> bool:
+        """Class N (MASQUERADE_EXCEPTION): domains, and their subdomains, kept as they are."""
+        kept = self.classes.get("N", set())
+        labels = domain.lower().rstrip(".").split(".")
+        return any(".".join(labels[i:]) in kept for i in range(len(labels)))
+
     def _rewrite_addr(self, addr: str, *, masquerade: bool) -> str:
         local, at, domain = addr.rpartition("@")
         if not at:
@@ -724,24 +750,27 @@ class Router:
         generic_domains = {d.lower() for d in self.config.generics_domains}
         generic_domains |= self.classes.get("G", set())
         if self.map("generics") is not None and (not at or domain.lower() in generic_domains):
-            user = local.partition("+")[0]
-            value = self._map_lookup("generics", f"{user}@{domain}") or self._map_lookup(
-                "generics", user
-            )
+            value = self._generics(local, domain, qualified=bool(at))
+            if value is not None and "@" in value:
+                # a qualified value is the answer: canonified, never masqueraded
+                return self._rewrite_addr(value, masquerade=False)
             if value is not None:
-                if "@" in value:
-                    local, domain = value.rsplit("@", 1)
-                else:
-                    local = value
+                local = value
         masquerade_as = self.config.masquerade_as
         exposed = self.classes.get("E", set())
-        if masquerade_as and local.lower() not in exposed:
+        kept = self._not_masqueraded(domain)
+        if masquerade_as and local.lower() not in exposed and not kept:
             masq_domains = {d.lower() for d in self.config.masquerade_domains}
             masq_domains |= self.classes.get("M", set())
             name = domain.lower()
             if name in masq_domains or self.is_local_domain(name):
                 domain = masquerade_as
         return f"{local}@{domain.lower() if self.is_local_domain(domain) else domain}"
+
+
+def _with_arg(value: str, arg: str) -> str:
+    """A map value with its `%1` filled in (the `$@` argument of the lookup)."""
+    return value.replace("%1", arg)
 
 
 def _parse_controlling_user(text: object) -> ControllingUser | None:
