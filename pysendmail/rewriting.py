@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pysendmail.config.model import Config
+from pysendmail.errors import TempFailure
 from pysendmail.routing import Router
 
 TYPE_CHECKING = False
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from pysendmail.rules.routes import RuleRouter
 
 CACHE_LIMIT = 4096
+EX_TEMPFAIL = 75  # sysexits: what the rules return when a map was unavailable
 
 # The table equivalents of the stock S=/R= rulesets, by name: what each does to an address.
 SMTP_SENDER = "smtp-sender"  # EnvFromSMTP (masquerade only with masquerade_envelope)
@@ -83,12 +85,24 @@ class MailerAddresses:
         self._cache: dict[tuple[str, str, bool, bool], tuple[str, bool]] = {}
         self._engine: RuleRouter | None = None
         self._report: object | None = None
+        self._covered: bool | None = None
 
     def for_mailer(self, mailer: str) -> Callable[[str, bool, bool], str]:
-        """The rewriting of one mailer: (address, sender?, header?) -> address."""
+        """The rewriting of one mailer: (address, sender?, header?) -> address. For a
+        mailer that speaks SMTP or LMTP, rules that could not finish (a map unavailable)
+        raise TempFailure: sendmail defers that delivery rather than send half-rewritten
+        addresses; the others are given what the rules made."""
+        spec = self.config.mailers.get(mailer)
+        speaks_smtp = spec is not None and (spec.path == "[IPC]" or "z" in spec.flags)
 
         def rewrite(address: str, sender: bool, header: bool) -> str:
-            return self.rewrite(address, mailer, sender=sender, header=header)
+            name, finished = self.rewrite_status(address, mailer, sender=sender, header=header)
+            if not finished and speaks_smtp:
+                raise TempFailure(
+                    f"Deferred: the rules of mailer {mailer} could not rewrite {address}",
+                    status="4.3.0",
+                )
+            return name
 
         return rewrite
 
@@ -109,11 +123,13 @@ class MailerAddresses:
             name, status = self.engine().rewrite_status(
                 address, mailer, sender=sender, header=header
             )
-            result = (name, status != 75)
+            result = (name, status != EX_TEMPFAIL)
         else:
             # deliver() asks for the envelope sender canonical: no phrase, no comment
             bare = address if header else self.router.address_part(address)
             result = (self._by_tables(bare, plan), True)
+        if not result[1]:
+            return result  # a map may answer next time: nothing to remember
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         self._cache[key] = result
@@ -134,7 +150,7 @@ class MailerAddresses:
         ruleset = mailer_ruleset(self.config, mailer, sender=sender, header=header)
         if decided == "tables":  # a cf without rules: nothing else to run
             return STOCK_EQUIVALENTS.get(self._name_of(ruleset), PLAIN)
-        if decided == "cf" or not self._stock(ruleset):
+        if decided == "cf" or not self._stock(ruleset) or not self._tables_cover_features():
             return None
         if not ruleset or ruleset == "0":
             return PLAIN
@@ -160,6 +176,15 @@ class MailerAddresses:
             for entry in ("canonify", "1", "2", "final", ruleset)
             if entry
         )
+
+    def _tables_cover_features(self) -> bool:
+        """Whether the stock variants of the masquerading rulesets in this cf are those
+        the tables do: FEATURE(limited_masquerade), masquerade_entire_domain,
+        generics_entire_domain, local_no_masquerade and always_add_domain write other
+        rules, which the engine runs instead."""
+        if self._covered is None:
+            self._covered = tables_cover(self.config)
+        return self._covered
 
     def engine(self) -> RuleRouter:
         if self._engine is None:
@@ -190,3 +215,20 @@ class MailerAddresses:
         if plan == LOCAL_HEADER_SENDER:
             return router.rewrite_sender(address, envelope=False)
         return router.qualify(address)
+
+
+def tables_cover(config: Config) -> bool:
+    """False when the cf's MasqHdr, HdrFromL or AddDomain are the variants of the
+    FEATUREs the tables do not reproduce (see MailerAddresses._tables_cover_features)."""
+    rules: dict[str, list[tuple[str, str]]] = {}
+    for ruleset in config.cf.rulesets:
+        rules.setdefault(ruleset.name, []).extend((r.lhs, r.rhs) for r in ruleset.rules)
+    masq = rules.get("MasqHdr", [])
+    if any("$* $=G" in lhs or "$* $=M" in lhs for lhs, _ in masq):
+        return False  # generics_entire_domain, masquerade_entire_domain
+    if config.masquerade_as and masq and not any("$=w" in lhs and "$M" in rhs for lhs, rhs in masq):
+        return False  # limited_masquerade: class w is not masqueraded
+    if rules.get("AddDomain"):
+        return False  # always_add_domain: the local mailer qualifies local names
+    from_local = rules.get("HdrFromL")
+    return not from_local or any("MasqHdr" in rhs for _, rhs in from_local)

@@ -174,3 +174,21 @@ def test_hand_written_ruleset_1_and_s_equals_rewrite_the_delivered_message(
     assert sent["From"] == "Web Master <www@mail.example.org>"
     assert sent["Reply-To"] == "alice.smith@mail.example.org"
     assert sent["To"] == "someone@mt.example.com"
+
+
+def test_rules_that_cannot_finish_defer_the_smtp_delivery(oracle_dir, tmp_path, sink):
+    """A map the rules need is unavailable (the genericstable is gone): sendmail's
+    remotename() returns EX_TEMPFAIL and an SMTP mailer's delivery waits in the queue;
+    the local mailer still gets the message."""
+    handler, port = sink
+    config = office_copy(oracle_dir, tmp_path, port, local_rules=True)
+    for path in (tmp_path / "configs" / "office").glob("genericstable*"):
+        path.unlink()
+    _runner, qid, outcome = queue_and_run(
+        config, "alice", ["someone@mt.example.com", "bob"], OFFICE_HEADERS
+    )
+    assert handler.messages == []
+    assert outcome.deferred == ["someone@mt.example.com"]
+    assert outcome.sent == ["bob"]
+    assert (tmp_path / "mqueue" / f"qf{qid}").exists()
+    assert (tmp_path / "configs" / "office" / "mailboxes" / "bob").exists()

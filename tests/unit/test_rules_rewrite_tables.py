@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from pysendmail.config.translate import translate
-from pysendmail.rewriting import MailerAddresses
+from pysendmail.rewriting import MailerAddresses, tables_cover
 from pysendmail.routing import Router
 from tests.unit.tables_office import HOSTNAME, fixture_users
 from tests.unit.test_tables_routing import TOKENIZER_CASES
@@ -97,4 +100,53 @@ def test_hand_written_rules_run_through_the_engine(oracle_dir):
     # LOCAL_RULE_3 maps old.example.com to example.com, then masquerading applies
     assert addresses.rewrite("alice@old.example.com", "esmtp", sender=True, header=False) == (
         "alice@example.com"
+    )
+
+
+M4_CF = Path("/usr/share/sendmail/cf/m4/cf.m4")
+VARIANTS = [
+    "masquerade_entire_domain",
+    "limited_masquerade",
+    "generics_entire_domain",
+    "local_no_masquerade",
+    "always_add_domain",
+]
+
+
+def office_with_feature(oracle_dir, tmp_path, feature: str) -> Path:
+    """The office .mc without its LOCAL_RULE_3, plus FEATURE(feature), through m4."""
+    mc = (oracle_dir / "configs" / "office" / "office.mc").read_text()
+    mc = re.sub(r"LOCAL_RULE_3\n.*?(?=LOCAL_RULESETS)", "", mc, flags=re.S)
+    mc = mc.replace(
+        "FEATURE(`masquerade_envelope')dnl\n",
+        f"FEATURE(`masquerade_envelope')dnl\nFEATURE(`{feature}')dnl\n",
+    )
+    cf = tmp_path / f"{feature}.cf"
+    made = subprocess.run(["m4"], input=mc, capture_output=True, text=True, check=True)
+    cf.write_text(made.stdout)
+    return cf
+
+
+@pytest.mark.skipif(
+    shutil.which("m4") is None or not M4_CF.exists(),
+    reason="needs m4 and sendmail's cf macros (Debian sendmail-cf) to make the variants",
+)
+@pytest.mark.parametrize("feature", [*VARIANTS, "allmasquerade"])
+def test_feature_variants_the_tables_do_not_do_run_the_rules(oracle_dir, tmp_path, feature):
+    config = translate(office_with_feature(oracle_dir, tmp_path, feature), hostname=HOSTNAME)
+    assert config.routing_rules == "stock"  # m4's own output, known to the catalogue
+    addresses = MailerAddresses(config, Router(config, users=fixture_users().get))
+    plans = {addresses.plan("esmtp", sender=s, header=h) for s, h in KINDS}
+    assert tables_cover(config) is (feature not in VARIANTS)
+    if feature in VARIANTS:
+        assert plans == {None}
+        return
+    # allmasquerade: recipient headers go through HdrFromSMTP, which the tables do
+    assert None not in plans
+    engine = addresses.engine()
+    for address in ("carol", "alice", "bob@localhost", "Bob <bob@mail.example.com>"):
+        table = addresses.rewrite(address, "esmtp", sender=False, header=True)
+        assert table == engine.rewrite(address, "esmtp", sender=False, header=True)
+    assert addresses.rewrite("alice", "esmtp", sender=False, header=True) == (
+        "alice.smith@example.com"
     )
