@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from pysendmail.config.model import CfFile, Config
+from pysendmail.headers import H_STRIPCOMM, H_USER, header_flags
 from pysendmail.rules import maps as mp
 from pysendmail.rules import tokenizer as tk
 from pysendmail.rules.address import (
@@ -34,46 +35,6 @@ BANNER = "ADDRESS TEST MODE (ruleset 3 NOT automatically invoked)\nEnter <rulese
 PROMPT = "> "
 
 _SPACE = " \t\n\r\f\v"
-
-# Header flags (sendmail.h H_*) and the built-in header table (conf.c HdrInfo).
-H_EOH, H_RCPT, H_RESENT, H_ACHECK, H_FORCE, H_TRACE, H_FROM = 0x1, 0x2, 0x8, 0x20, 0x40, 0x80, 0x100
-H_RECEIPTTO, H_ERRORSTO, H_CTE, H_CTYPE, H_BCC = 0x400, 0x800, 0x1000, 0x2000, 0x4000
-H_ENCODABLE, H_STRIPCOMM, H_BINDLATE, H_USER = 0x8000, 0x10000, 0x20000, 0x40000
-HEADER_FLAGS = {
-    "resent-sender": H_FROM | H_RESENT,
-    "resent-from": H_FROM | H_RESENT,
-    "resent-reply-to": H_FROM | H_RESENT,
-    "sender": H_FROM,
-    "from": H_FROM,
-    "reply-to": H_FROM,
-    "errors-to": H_FROM | H_ERRORSTO,
-    "full-name": H_ACHECK,
-    "return-receipt-to": H_RECEIPTTO,
-    "to": H_RCPT,
-    "resent-to": H_RCPT | H_RESENT,
-    "cc": H_RCPT,
-    "resent-cc": H_RCPT | H_RESENT,
-    "bcc": H_RCPT | H_BCC,
-    "resent-bcc": H_RCPT | H_BCC | H_RESENT,
-    "apparently-to": H_RCPT,
-    "message-id": 0,
-    "resent-message-id": H_RESENT,
-    "message": H_EOH,
-    "text": H_EOH,
-    "date": 0,
-    "resent-date": H_RESENT,
-    "received": H_TRACE | H_FORCE,
-    "x400-received": H_TRACE | H_FORCE,
-    "via": H_TRACE | H_FORCE,
-    "mail-from": H_TRACE | H_FORCE,
-    "comments": H_FORCE | H_ENCODABLE,
-    "return-path": H_FORCE | H_ACHECK | H_BINDLATE,
-    "content-transfer-encoding": H_CTE,
-    "content-type": H_CTYPE,
-    "content-length": H_ACHECK,
-    "subject": H_ENCODABLE,
-    "x-authentication-warning": H_FORCE,
-}
 
 
 class TestMode:
@@ -431,9 +392,13 @@ class TestMode:
         if not arg:
             self.out("Usage: /header header\n")
             return
-        name, _, value = arg.partition(":")
-        name = name.strip()
-        flags = HEADER_FLAGS.get(name.lower(), 0) | H_USER
+        name, value = _header_name(arg)
+        if name is None:
+            # chompheader() of a user's header: `?flags?` is no condition there, so
+            # `?P?Return-Path` is a name and `?P Return-Path:` a syntax error
+            self.out(f'header syntax error, line "{arg}"\nul = 00000000\n')
+            return
+        flags = header_flags(name) | H_USER
         own = self.world.header_checks.get(name.lower())
         if own is not None and own[1]:
             flags |= H_STRIPCOMM
@@ -461,6 +426,18 @@ class TestMode:
         )
         if verdict.reply is not None and verdict.action in ("reject", "tempfail"):
             self.messages.usrerr(verdict.reply)
+
+
+def _header_name(line: str) -> tuple[str | None, str]:
+    """chompheader()'s split of `Name: value`: the name is printable characters other
+    than `:`, blanks may follow it, then the colon; (None, "") when that fails."""
+    end = 0
+    while end < len(line) and "!" <= line[end] <= "~" and line[end] != ":":
+        end += 1
+    rest = line[end:].lstrip(" \t")
+    if not end or not rest.startswith(":"):
+        return None, ""
+    return line[:end], rest[1:]
 
 
 def strip_comments(text: str) -> str:
