@@ -94,6 +94,11 @@ def is_sender_header(name: str) -> bool:
     return bool(header_flags(name) & H_FROM)
 
 
+def is_bcc_header(name: str) -> bool:
+    """Bcc: and Resent-Bcc: (H_BCC)."""
+    return bool(header_flags(name) & H_BCC)
+
+
 def is_recipient_header(name: str) -> bool:
     """To:, Cc:, Bcc:, Resent-To/Cc/Bcc, Apparently-To: the H_RCPT headers."""
     return bool(header_flags(name) & H_RCPT)
@@ -254,6 +259,13 @@ def remove(headers: list[Header], name: str) -> list[Header]:
     return [h for h in headers if h.key != key]
 
 
+def deletes_bcc(headers: Iterable[Header]) -> bool:
+    """sendmail's EF_DELETE_BCC (qf flag `b`): a message with a To:, Cc: or
+    Apparently-To: header has its Bcc: headers deleted at delivery; without one, a Bcc:
+    goes out empty."""
+    return any(h.key in ("to", "cc", "apparently-to") for h in headers)
+
+
 def without_bcc(headers: list[Header]) -> list[Header]:
     """The headers with Bcc and Resent-Bcc removed, as sendmail sends them."""
     return [h for h in headers if h.key not in ("bcc", "resent-bcc")]
@@ -282,15 +294,18 @@ def render(
 
     Headers whose `?flags?` the mailer lacks are left out, macro references expanded
     with `macros`, continuation lines kept. `remove_bcc` drops Bcc/Resent-Bcc (the qf
-    flag `b`).
+    flag `b`); without it they go out empty (`Bcc:`), as sendmail's putheader() writes
+    them: a blind copy's addresses never leave.
     """
     flags = frozenset(mailer_flags)
     macro_values = macros or {}
     out = bytearray()
     for header in headers:
-        if remove_bcc and header.key in ("bcc", "resent-bcc"):
-            continue
         if not header.wanted_by(flags, macro_values):
+            continue
+        if header_flags(header.name) & H_BCC:
+            if not remove_bcc:
+                out += encode(f"{header.name}:") + eol
             continue
         text = expand_macros(header.text(), macro_values)
         out += encode(text).replace(b"\n", eol) + eol

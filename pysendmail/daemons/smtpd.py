@@ -54,7 +54,7 @@ from pysendmail.daemons.smtp_process import (
 )
 from pysendmail.daemons.tls import tls_version_macros
 from pysendmail.errors import MailError, QueueError
-from pysendmail.headers import Header, header_from_lines
+from pysendmail.headers import Header, deletes_bcc, header_from_lines
 from pysendmail.protocol import smtp_throttle as throttle
 from pysendmail.protocol.replies import Reply
 from pysendmail.protocol.smtp import (
@@ -306,6 +306,8 @@ class SmtpConnection:
         if refusal is not None:
             draft.abort()
             return self.session.message_failed(refusal)
+        if deletes_bcc(message_headers):
+            envelope.flags.add("b")  # sendmail's EF_DELETE_BCC: Bcc: is dropped at delivery
         warnings = []
         if self.invoker is not None:
             warnings = bs_auth_warnings(self.service, *self.invoker, envelope.sender)

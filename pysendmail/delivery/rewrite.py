@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from pysendmail.headers import Header, is_recipient_header, is_sender_header
+from pysendmail.headers import Header, is_bcc_header, is_recipient_header, is_sender_header
 
 # (address, sender?, header?) -> the address as this mailer writes it
 AddressRewrite = Callable[[str, bool, bool], str]
@@ -84,8 +84,8 @@ def rewrite_header(header: Header, rewrite: AddressRewrite, *, line_limit: int =
     """One header with its addresses rewritten for a mailer; itself when nothing changes
     or when it is no address header."""
     sender = is_sender_header(header.name)
-    if not sender and not is_recipient_header(header.name):
-        return header
+    if (not sender and not is_recipient_header(header.name)) or is_bcc_header(header.name):
+        return header  # a Bcc: goes out empty or not at all (headers.render)
     addresses = split_addresses(header.unfolded())
     rewritten = [rewrite(address, sender, True) for address in addresses]
     if rewritten == addresses:
