@@ -21,15 +21,14 @@ It never changes a queued message.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pysendmail.config.model import Config
-from pysendmail.errors import TempFailure
+from pysendmail.errors import MailError, TempFailure
 from pysendmail.routing import Router
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pysendmail.rules.routes import RuleRouter
+    from pysendmail.rules.stock import StockReport
 
 CACHE_LIMIT = 4096
 EX_TEMPFAIL = 75  # sysexits: what the rules return when a map was unavailable
@@ -43,6 +42,7 @@ LOCAL_SENDER = "local-sender"  # EnvFromL: local names alone, masquerade with ma
 LOCAL_HEADER_SENDER = "local-header-sender"  # HdrFromL: local names alone, masquerade the rest
 LOCAL_RECIPIENT = "local-recipient"  # EnvToL, HdrToL: local names alone
 PLAIN = "plain"  # no S=/R= ruleset: 3, 1 or 2 (empty when stock), 4
+UNCHANGED = "unchanged"  # a cf without rulesets: nothing rewrites the address
 STOCK_EQUIVALENTS = {
     "EnvFromSMTP": SMTP_SENDER,
     "HdrFromSMTP": SMTP_HEADER_SENDER,
@@ -84,27 +84,31 @@ class MailerAddresses:
         self._plans: dict[tuple[str, bool, bool], str | None] = {}
         self._cache: dict[tuple[str, str, bool, bool], tuple[str, bool]] = {}
         self._engine: RuleRouter | None = None
-        self._report: object | None = None
+        self._report: StockReport | None = None
         self._covered: bool | None = None
+        self._from_domains: dict[str, str | None] = {}
 
-    def for_mailer(self, mailer: str) -> Callable[[str, bool, bool], str]:
-        """The rewriting of one mailer: (address, sender?, header?) -> address. For a
-        mailer that speaks SMTP or LMTP, rules that could not finish (a map unavailable)
-        raise TempFailure: sendmail defers that delivery rather than send half-rewritten
-        addresses; the others are given what the rules made."""
-        spec = self.config.mailers.get(mailer)
-        speaks_smtp = spec is not None and (spec.path == "[IPC]" or "z" in spec.flags)
+    def for_mailer(self, mailer: str) -> MailerRewrite:
+        """The rewriting of one mailer: (address, sender?, header?) -> address."""
+        return MailerRewrite(self, mailer)
 
-        def rewrite(address: str, sender: bool, header: bool) -> str:
-            name, finished = self.rewrite_status(address, mailer, sender=sender, header=header)
-            if not finished and speaks_smtp:
-                raise TempFailure(
-                    f"Deferred: the rules of mailer {mailer} could not rewrite {address}",
-                    status="4.3.0",
-                )
-            return name
+    def from_domain(self, sender: str) -> str | None:
+        """sendmail's e_fromdomain: the envelope sender's domain when the mailer that
+        sender resolves to has F=C (header addresses without a domain get it), else None."""
+        if sender not in self._from_domains:
+            self._from_domains[sender] = self._sender_domain(sender)
+        return self._from_domains[sender]
 
-        return rewrite
+    def _sender_domain(self, sender: str) -> str | None:
+        try:
+            route = self.router.resolve(sender)
+        except MailError:
+            return None
+        spec = self.config.mailers.get(route.mailer)
+        if spec is None or "C" not in spec.flags:
+            return None
+        _local, at, domain = self.router.address_part(sender).rpartition("@")
+        return domain.rstrip(".") if at and domain else None
 
     def rewrite(self, address: str, mailer: str, *, sender: bool, header: bool) -> str:
         return self.rewrite_status(address, mailer, sender=sender, header=header)[0]
@@ -148,15 +152,15 @@ class MailerAddresses:
     def _choose(self, mailer: str, *, sender: bool, header: bool) -> str | None:
         decided = self.config.routing_rules
         ruleset = mailer_ruleset(self.config, mailer, sender=sender, header=header)
-        if decided == "tables":  # a cf without rules: nothing else to run
-            return STOCK_EQUIVALENTS.get(self._name_of(ruleset), PLAIN)
+        if decided == "tables":  # a cf without rulesets: sendmail would rewrite nothing
+            return UNCHANGED
         if decided == "cf" or not self._stock(ruleset) or not self._tables_cover_features():
             return None
         if not ruleset or ruleset == "0":
             return PLAIN
         return STOCK_EQUIVALENTS.get(self._name_of(ruleset))
 
-    def _stock_report(self):  # -> StockReport
+    def _stock_report(self) -> StockReport:
         if self._report is None:
             from pysendmail.rules.stock import StockReport
 
@@ -166,16 +170,12 @@ class MailerAddresses:
     def _name_of(self, ruleset: str) -> str:
         if not ruleset.isdigit():
             return ruleset
-        report = self._stock_report()
-        return report.numbers.get(ruleset, ruleset)  # type: ignore[attr-defined]
+        return self._stock_report().numbers.get(ruleset, ruleset)
 
     def _stock(self, ruleset: str) -> bool:
         report = self._stock_report()
-        return all(
-            not report.runs_rules(entry)  # type: ignore[attr-defined]
-            for entry in ("canonify", "1", "2", "final", ruleset)
-            if entry
-        )
+        entries = ("canonify", "1", "2", "final", ruleset)
+        return all(not report.runs_rules(entry) for entry in entries if entry)
 
     def _tables_cover_features(self) -> bool:
         """Whether the stock variants of the masquerading rulesets in this cf are those
@@ -197,6 +197,8 @@ class MailerAddresses:
 
     def _by_tables(self, address: str, plan: str) -> str:
         router = self.router
+        if plan == UNCHANGED:
+            return address
         if plan == SMTP_SENDER:
             return router.rewrite_sender(address, envelope=True)
         if plan == SMTP_HEADER_SENDER:
@@ -232,3 +234,30 @@ def tables_cover(config: Config) -> bool:
         return False  # always_add_domain: the local mailer qualifies local names
     from_local = rules.get("HdrFromL")
     return not from_local or any("MasqHdr" in rhs for _, rhs in from_local)
+
+
+class MailerRewrite:
+    """One mailer's rewriting, as the deliverers call it: (address, sender?, header?) ->
+    address. For a mailer that speaks SMTP or LMTP, rules that could not finish (a map
+    unavailable) raise TempFailure: sendmail defers that delivery rather than send
+    half-rewritten addresses; the other mailers are given what the rules made."""
+
+    def __init__(self, addresses: MailerAddresses, mailer: str) -> None:
+        self.addresses = addresses
+        self.mailer = mailer
+        spec = addresses.config.mailers.get(mailer)
+        self.speaks_smtp = spec is not None and (spec.path == "[IPC]" or "z" in spec.flags)
+
+    def __call__(self, address: str, sender: bool, header: bool) -> str:
+        name, finished = self.addresses.rewrite_status(
+            address, self.mailer, sender=sender, header=header
+        )
+        if not finished and self.speaks_smtp:
+            raise TempFailure(
+                f"Deferred: the rules of mailer {self.mailer} could not rewrite {address}",
+                status="4.3.0",
+            )
+        return name
+
+    def from_domain(self, sender: str) -> str | None:
+        return self.addresses.from_domain(sender)

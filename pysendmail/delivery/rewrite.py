@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from pysendmail.address import parse_item
+from pysendmail.errors import MailError
 from pysendmail.headers import Header, is_bcc_header, is_recipient_header, is_sender_header
 
 # (address, sender?, header?) -> the address as this mailer writes it
@@ -80,14 +82,34 @@ def commaize(name: str, addresses: Iterable[str], *, line_limit: int = 0) -> str
     return "".join(out)
 
 
-def rewrite_header(header: Header, rewrite: AddressRewrite, *, line_limit: int = 0) -> Header:
+def add_domain(address: str, domain: str) -> str:
+    """`address` with `@domain` after its local part when it has no domain (sendmail's
+    RF_ADDDOMAIN); as it is otherwise, or when it does not parse."""
+    try:
+        addr = parse_item(address).addr_spec
+    except MailError:
+        return address
+    if not addr or "@" in addr or addr not in address or addr.startswith(("|", "/")):
+        return address
+    return address.replace(addr, f"{addr}@{domain}", 1)
+
+
+def rewrite_header(
+    header: Header,
+    rewrite: AddressRewrite,
+    *,
+    line_limit: int = 0,
+    from_domain: str | None = None,
+) -> Header:
     """One header with its addresses rewritten for a mailer; itself when nothing changes
-    or when it is no address header."""
+    or when it is no address header. With `from_domain` (the message came from a mailer
+    with F=C), an address without a domain gets that one first."""
     sender = is_sender_header(header.name)
     if (not sender and not is_recipient_header(header.name)) or is_bcc_header(header.name):
         return header  # a Bcc: goes out empty or not at all (headers.render)
     addresses = split_addresses(header.unfolded())
-    rewritten = [rewrite(address, sender, True) for address in addresses]
+    given = [add_domain(a, from_domain) for a in addresses] if from_domain else addresses
+    rewritten = [rewrite(address, sender, True) for address in given]
     if rewritten == addresses:
         return header
     kept = [address for address in rewritten if address]
@@ -101,7 +123,13 @@ def rewrite_header(header: Header, rewrite: AddressRewrite, *, line_limit: int =
 
 
 def rewrite_headers(
-    headers: Iterable[Header], rewrite: AddressRewrite, *, line_limit: int = 0
+    headers: Iterable[Header],
+    rewrite: AddressRewrite,
+    *,
+    line_limit: int = 0,
+    from_domain: str | None = None,
 ) -> list[Header]:
     """The header list with every sender and recipient header rewritten for a mailer."""
-    return [rewrite_header(h, rewrite, line_limit=line_limit) for h in headers]
+    return [
+        rewrite_header(h, rewrite, line_limit=line_limit, from_domain=from_domain) for h in headers
+    ]

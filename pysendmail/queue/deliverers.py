@@ -62,7 +62,13 @@ def outgoing(
     if rewrite is not None:
         if queued_sender:
             sender = rewrite(queued_sender, True, False) or queued_sender
-        header_list = rewrite_headers(header_list, rewrite, line_limit=line_limit)
+        from_domain = getattr(rewrite, "from_domain", None)
+        header_list = rewrite_headers(
+            header_list,
+            rewrite,
+            line_limit=line_limit,
+            from_domain=from_domain(queued_sender) if from_domain and queued_sender else None,
+        )
     macros = {**queue_file.macros, "g": sender or "MAILER-DAEMON"}
     headers = render(header_list, mailer_flags, macros, remove_bcc=queue_file.has_flag("b"))
     return OutgoingMessage(

@@ -82,3 +82,14 @@ def test_a_users_full_name_takes_the_condition_of_the_h_line_it_replaces():
     assert [(h.name, h.value, h.condition) for h in stamped] == [("Full-Name", "Joe User", "x")]
     assert render(stamped, "mDFMuX") == b""
     assert render(stamped, "DFMx") == b"Full-Name: Joe User\n"
+
+
+def test_f_c_gives_addresses_without_a_domain_the_senders():
+    headers = [Header("To", "alice, bob@elsewhere.example, carol (Carol), Dan <dan>")]
+    kept = rewrite_headers(
+        headers, lambda address, sender, header: address, from_domain="far.example"
+    )
+    assert kept[0].value == (
+        "alice@far.example, bob@elsewhere.example, carol@far.example (Carol),\n"
+        "        Dan <dan@far.example>"
+    )
