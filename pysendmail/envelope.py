@@ -6,12 +6,11 @@ It holds what the sender said, not what delivery later learns: per-attempt state
 
 from __future__ import annotations
 
-from enum import StrEnum
-
+from pysendmail.constants import StrConstants
 from pysendmail.record import field, record
 
 
-class Notify(StrEnum):
+class Notify(StrConstants):
     """DSN NOTIFY= values (RFC 3461)."""
 
     NEVER = "NEVER"
@@ -20,14 +19,14 @@ class Notify(StrEnum):
     DELAY = "DELAY"
 
 
-class Ret(StrEnum):
+class Ret(StrConstants):
     """DSN RET= values: return the whole message or only its headers."""
 
     FULL = "FULL"
     HDRS = "HDRS"
 
 
-class BodyType(StrEnum):
+class BodyType(StrConstants):
     SEVEN_BIT = "7BIT"
     EIGHT_BIT_MIME = "8BITMIME"
     BINARY_MIME = "BINARYMIME"

@@ -25,9 +25,12 @@ surrogate `MACRO_CHAR` (the text is decoded as UTF-8 with surrogateescape).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 
 from pysendmail.record import record
+
+TYPE_CHECKING = False  # not importing collections at run time: start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 # The macro byte 0x81 as it appears in text decoded with surrogateescape.
 MACRO_CHAR = "\udc81"

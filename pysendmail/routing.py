@@ -33,7 +33,6 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
@@ -63,6 +62,8 @@ from pysendmail.sysexits import ExitCode
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
     from pysendmail.rules.routes import RulesForRouting
 
 MAX_ALIAS_RECURSION = 10
@@ -147,9 +148,8 @@ if TYPE_CHECKING:
     class MapLike(Protocol):
         def lookup(self, key: str) -> str | None: ...
 
-
-UserLookup = Callable[[str], "LocalUser | None"]
-AliasLookup = Callable[[str], "tuple[AliasEntry, ControllingUser | None] | None"]
+    UserLookup = Callable[[str], LocalUser | None]
+    AliasLookup = Callable[[str], tuple[AliasEntry, ControllingUser | None] | None]
 
 
 def system_user(name: str) -> LocalUser | None:

@@ -13,10 +13,13 @@ sits on the bottom floor beside headers.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
 
 from pysendmail.headers import H_ACHECK, H_FORCE, MACRO_CHAR, Header, header_flags
 from pysendmail.record import record
+
+TYPE_CHECKING = False  # not importing collections at run time: start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 # Headers whose macros are bound at delivery time, not when queued.
 _BIND_LATE = frozenset({"return-path"})

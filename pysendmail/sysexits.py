@@ -1,9 +1,12 @@
-"""The sysexits(3) codes, in one enum: every exit status of every command comes from here."""
+"""The sysexits(3) codes, in one enum: every exit status of every command comes from here.
 
-from enum import IntEnum
+`ExitCode` behaves as an IntEnum; it is an IntConstants so that the submission path does
+not import `enum` (pysendmail.constants)."""
+
+from pysendmail.constants import IntConstants
 
 
-class ExitCode(IntEnum):
+class ExitCode(IntConstants):
     OK = 0
     USAGE = 64  # command line usage error
     DATAERR = 65  # data format error

@@ -11,13 +11,12 @@ the body, with CRLF counted as LF.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pysendmail.headers import Header, HeaderCollector
 from pysendmail.record import field, record
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import BinaryIO
 
 _READ_SIZE = 64 * 1024

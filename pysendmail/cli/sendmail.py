@@ -10,7 +10,6 @@ pays for nothing it does not use. A mode whose part is not installed says so and
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 from pysendmail.cli import options as cli_options
 from pysendmail.errors import ConfigError
@@ -18,6 +17,7 @@ from pysendmail.sysexits import ExitCode
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TextIO
 
 # Which part runs each mode, for the message when that part is missing.

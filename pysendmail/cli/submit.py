@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
 
 from pysendmail import SENDMAIL_VERSION, address, stamp
 from pysendmail.cli.collect import Collected, collect
@@ -32,6 +31,7 @@ from pysendmail.sysexits import ExitCode
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any, BinaryIO, TextIO
 
 NO_RECIPIENTS = "Recipient names must be specified"

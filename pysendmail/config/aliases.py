@@ -15,17 +15,18 @@ Warnings beyond sendmail's (a duplicate key, an alias loop, an unbalanced quote)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
-from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
+from pysendmail.constants import StrConstants
 from pysendmail.errors import ConfigError, Diagnostic, Location
 from pysendmail.record import record
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
     from lark import Lark
 
     from pysendmail.config.model import Config
@@ -37,7 +38,7 @@ ERROR_PREFIX = "error:"
 MAX_LINE_BYTES = 8192
 
 
-class TargetKind(StrEnum):
+class TargetKind(StrConstants):
     ADDRESS = "address"
     PROGRAM = "program"  # "|command args"
     FILE = "file"  # "/path/to/file"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
@@ -37,6 +36,7 @@ TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/REA
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable, Iterable, Iterator
 
     from pysendmail.config.mapsource import MapEntry
     from pysendmail.config.model import MapSpec

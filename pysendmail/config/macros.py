@@ -13,7 +13,10 @@ owns them. Nothing here reads files or the clock: callers put `$b`, `$j`, `$i` i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+TYPE_CHECKING = False  # not importing collections at run time: start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 # Characters after `$` that are rule operators or conditional punctuation, not macro names.
 _NOT_MACROS = frozenset("*+-=~#@:>|.?&{}[]()0123456789$ \t\n")

@@ -11,14 +11,13 @@ but do not rename or remove one without changing every user.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pysendmail.location import Diagnostic, Location
 from pysendmail.record import field, record
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 
 if TYPE_CHECKING:  # only the embedded default's state_dir holds one: keep the import off
+    from collections.abc import Mapping
     from pathlib import Path  # the cached start-up path (config.cache)
 
 

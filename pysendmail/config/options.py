@@ -17,10 +17,13 @@ This module reads no files and knows nothing of where a value came from.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from types import MappingProxyType
 
 from pysendmail.record import record
+
+TYPE_CHECKING = False  # not importing collections at run time: start-up time
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 KINDS = ("duration", "size", "int", "bool", "str", "list", "multi", "mode")
 

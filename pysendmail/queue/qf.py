@@ -31,11 +31,14 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
 
 from pysendmail.envelope import Envelope, Notify, Recipient, Ret
 from pysendmail.headers import Header, decode, encode, header_from_lines
 from pysendmail.record import field, record
+
+TYPE_CHECKING = False  # not importing collections at run time: start-up time
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 QF_VERSION = 8
 

@@ -56,7 +56,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from pysendmail.envelope import Envelope
@@ -71,6 +70,7 @@ TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/REA
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Iterator
 
 
 def _log() -> logging.Logger:
