@@ -24,11 +24,9 @@ surrogate `MACRO_CHAR` (the text is decoded as UTF-8 with surrogateescape).
 
 from __future__ import annotations
 
-import re
-
 from pysendmail.record import record
 
-TYPE_CHECKING = False  # not importing collections at run time: start-up time
+TYPE_CHECKING = False  # neither re nor collections at run time: start-up time (bench/)
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -37,8 +35,8 @@ MACRO_CHAR = "\udc81"
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 
-_FIELD_NAME = re.compile(rb"^([^\x00-\x20\x7f:]+)[ \t]*:")
-_MACRO_REF = re.compile(MACRO_CHAR + r"(\{[^}]*\}|.)", re.DOTALL)
+# Bytes that cannot be part of a field name: controls, space, DEL and the colon.
+_NOT_IN_NAME = bytes(range(0x21)) + b"\x7f:"
 
 # Headers whose addresses are recipients (what -t reads, what Bcc removal considers).
 RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
@@ -143,7 +141,19 @@ class Header:
 
     def unfolded(self) -> str:
         """The value on one line (continuation line breaks removed, RFC 5322 unfolding)."""
-        return re.sub(r"\r?\n(?=[ \t])", "", self.value)
+        value = self.value
+        if "\n" not in value:
+            return value
+        lines = value.split("\n")
+        out = [lines[0]]
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t"):
+                if out[-1].endswith("\r"):  # a CRLF before the blank goes too
+                    out[-1] = out[-1][:-1]
+                out.append(line)
+            else:
+                out.append("\n" + line)
+        return "".join(out)
 
     def wanted_by(
         self, mailer_flags: Iterable[str], macros: Mapping[str, str] | None = None
@@ -160,8 +170,13 @@ class Header:
 
 
 def is_header_line(line: bytes) -> bool:
-    """Whether `line` starts a header field (`name:`), as sendmail's isheader() decides."""
-    return _FIELD_NAME.match(line) is not None
+    """Whether `line` starts a header field (`name:`), as sendmail's isheader() decides:
+    a name of printable characters other than the colon, blanks, then a colon."""
+    colon = line.find(b":")
+    if colon <= 0:
+        return False
+    name = line[:colon].rstrip(b" \t")
+    return bool(name) and len(name.translate(None, _NOT_IN_NAME)) == len(name)
 
 
 def _strip_eol(line: bytes) -> bytes:
@@ -275,14 +290,29 @@ def without_bcc(headers: list[Header]) -> list[Header]:
 
 
 def expand_macros(text: str, macros: Mapping[str, str]) -> str:
-    """Replace each 0x81 macro reference (`\\x81g`, `\\x81{name}`) by its value ("" if unset)."""
-
-    def value(match: re.Match[str]) -> str:
-        ref = match.group(1)
-        name = ref[1:-1] if ref.startswith("{") else ref
-        return macros.get(name, "")
-
-    return _MACRO_REF.sub(value, text)
+    """Replace each 0x81 macro reference (`\\x81g`, `\\x81{name}`) by its value ("" if unset).
+    A `\\x81{` with no closing brace is the one-letter reference `{`, whose name is
+    empty; a 0x81 at the very end is kept as it is."""
+    if MACRO_CHAR not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while True:
+        at = text.find(MACRO_CHAR, pos)
+        if at < 0 or at + 1 >= len(text):
+            break
+        out.append(text[pos:at])
+        ref = text[at + 1]
+        pos = at + 2
+        if ref == "{":
+            close = text.find("}", at + 2)
+            ref = ""
+            if close >= 0:
+                ref = text[at + 2 : close]
+                pos = close + 1
+        out.append(macros.get(ref, ""))
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def render(

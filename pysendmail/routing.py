@@ -31,9 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import re
 import stat
-from pathlib import Path
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
 from pysendmail.config.aliases import (
@@ -70,7 +68,8 @@ MAX_ALIAS_RECURSION = 10
 MAX_REWRITES = 20  # virtusertable results that point at another virtual address
 MAXSHORTSTR = 203  # sendmail's limit on an address in a message
 MAXNAME = 256  # sendmail's longest token in an address
-_TOKEN_RE = re.compile(r'[^\s()<>@,;:\\".\[\]]+')
+# `re` is imported only by the paths that need it: a plain submission does without it.
+_TOKEN_PATTERN = r'[^\s()<>@,;:\\".\[\]]+'
 FILE_MAILER = "*file*"
 PROG_MAILER = "prog"
 LOCAL_MAILER = "local"
@@ -176,7 +175,8 @@ class HostsFile:
     @classmethod
     def read(cls, path: str) -> HostsFile:
         try:
-            return cls(Path(path).read_text(errors="replace"))
+            with open(path, errors="replace") as stream:
+                return cls(stream.read())
         except OSError:
             return cls("")
 
@@ -207,7 +207,7 @@ _SYSEXITS_NAMES = {
     "dataerr": ExitCode.DATAERR,
     "noperm": ExitCode.NOPERM,
 }
-_DSN_RE = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+_DSN_PATTERN = r"^[245]\.\d{1,3}\.\d{1,3}$"
 
 
 def exit_code_for_status(status: str) -> ExitCode:
@@ -232,17 +232,21 @@ def exit_code_for_status(status: str) -> ExitCode:
 
 
 def _strip_comments(text: str) -> str:
+    import re
+
     return re.sub(r"\s*\([^()]*\)", "", text).strip()
 
 
 def error_from_value(value: str) -> MailError:
     """The error an `error:` value names: `5.1.1:550 text`, `nouser 550 5.1.1 text`,
     `550 text`, or a bare text."""
+    import re
+
     text = _strip_comments(value.strip())
     exit_code: ExitCode | None = None
     status: str | None = None
     head, _, rest = text.partition(":")
-    if _DSN_RE.match(head):
+    if re.match(_DSN_PATTERN, head):
         status, text = head, rest.strip()
     else:
         word, _, rest = text.partition(" ")
@@ -305,7 +309,7 @@ class Router:
         self._maps_injected = maps is not None
         self.users = users or system_user
         self.canonify = canonify if canonify is not None else self._hosts_canonifier()
-        self.read_text = read_text or (lambda p: Path(p).read_text(errors="surrogateescape"))
+        self.read_text = read_text or _read_text
         self.file_stat = file_stat or os.stat
         self.aliases = aliases or self._alias_files_lookup()
         self._rules: RulesForRouting | None = None  # made at the first resolve()
@@ -320,8 +324,7 @@ class Router:
 
     def _alias_files_lookup(self) -> AliasLookup:
         tables = [
-            AliasTable(Path(path), local_domain_test(self.config))
-            for path in alias_files(self.config)
+            AliasTable(path, local_domain_test(self.config)) for path in alias_files(self.config)
         ]
 
         def lookup(name: str) -> tuple[AliasEntry, ControllingUser | None] | None:
@@ -449,7 +452,7 @@ class Router:
         if text in ("", '""', "<>"):
             raise AddressSyntaxError("User address required")
         check_balance(text)
-        if re.fullmatch(r"[^:<>\"]*:\s*;", text):
+        if _is_empty_group(text):
             raise AddressSyntaxError(EMPTY_GROUP_ERROR)
         addr = parse_item(text).addr_spec
         unquoted = addr[1:-1] if len(addr) >= 2 and addr[0] == addr[-1] == '"' else addr
@@ -502,8 +505,11 @@ class Router:
 
     def _local_route(self, local: str) -> Route:
         user = local
-        if len(user) >= 2 and user[0] == user[-1] == '"' and re.fullmatch(r'"[^"\s\\]+"', user):
-            user = user[1:-1]
+        if len(user) >= 2 and user[0] == user[-1] == '"':
+            import re
+
+            if re.fullmatch(r'"[^"\s\\]+"', user):
+                user = user[1:-1]
         if "u" not in self._mailer_flags(LOCAL_MAILER):
             user = user.lower()
         return Route(LOCAL_MAILER, "", user)
@@ -687,7 +693,7 @@ class Router:
 
     def _rewrite(self, address: str, *, masquerade: bool) -> str:
         text = address.strip()
-        if not text or text == "<>" or re.fullmatch(r"[^:<>\"]*:\s*;", text):
+        if not text or text == "<>" or _is_empty_group(text):
             return address
         if text == '""':
             return ""
@@ -799,8 +805,69 @@ def _uucp_path(local: str, domain: str) -> str | None:
     return f"{host.lower()}!{rest}"
 
 
+def _read_text(path: str) -> str:
+    with open(path, errors="surrogateescape") as stream:
+        return stream.read()
+
+
+def _is_empty_group(text: str) -> bool:
+    """Whether `text` is a group without members (`undisclosed-recipients:;`): a name
+    without `:<>"`, a colon, blanks, a semicolon."""
+    if not text.endswith(";"):
+        return False
+    head = text[:-1].rstrip()
+    return head.endswith(":") and not any(c in head[:-1] for c in ':<>"')
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _expand_short_macros(text: str, values: Mapping[str, str]) -> str:
+    """`$x` (x a letter, digit or `_`) replaced by values[x], "" when unset."""
+    if "$" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while (at := text.find("$", pos)) >= 0:
+        out.append(text[pos:at])
+        if at + 1 < len(text) and _is_word_char(text[at + 1]):
+            out.append(values.get(text[at + 1], ""))
+            pos = at + 2
+        else:
+            out.append("$")
+            pos = at + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _expand_long_macros(text: str, values: Mapping[str, str]) -> str:
+    """`${name}` (a name of letters, digits and `_`) replaced by values[name]."""
+    if "${" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while (at := text.find("$", pos)) >= 0:
+        out.append(text[pos:at])
+        end = at + 2
+        while end < len(text) and _is_word_char(text[end]):
+            end += 1
+        if text[at + 1 : at + 2] == "{" and end > at + 2 and text[end : end + 1] == "}":
+            out.append(values.get(text[at + 2 : end], ""))
+            pos = end + 1
+        else:
+            out.append("$")
+            pos = at + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _unquoted_part(text: str) -> str:
     """The text with quoted strings blanked, to find @ and % outside quotes."""
+    if '"' not in text:
+        return text
+    import re
+
     return re.sub(r'"(\\.|[^"\\])*"', lambda m: "_" * len(m.group()), text)
 
 
@@ -917,7 +984,12 @@ class _Run:
                 ),
             )
             return
-        too_long = next((t for t in _TOKEN_RE.finditer(shown) if len(t.group()) > MAXNAME), None)
+        too_long = None
+        if len(shown) > MAXNAME:  # a shorter text holds no token longer than MAXNAME
+            import re
+
+            tokens = re.finditer(_TOKEN_PATTERN, shown)
+            too_long = next((t for t in tokens if len(t.group()) > MAXNAME), None)
         if too_long is not None:
             # sendmail's prescan gives up on the token and goes on after it.
             self.error(shown, AddressSyntaxError("prescan: token too long", status="5.1.1"))
@@ -1077,8 +1149,7 @@ class _Run:
         }
         paths = []
         for piece in text.split(":"):
-            expanded = re.sub(r"\$(\w)", lambda m: values.get(m.group(1), ""), piece)
-            expanded = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), ""), expanded)
+            expanded = _expand_long_macros(_expand_short_macros(piece, values), values)
             if expanded:
                 paths.append(expanded)
         return paths

@@ -15,8 +15,6 @@ Warnings beyond sendmail's (a duplicate key, an alias loop, an unbalanced quote)
 from __future__ import annotations
 
 import os
-from functools import cache
-from pathlib import Path
 
 from pysendmail.constants import StrConstants
 from pysendmail.errors import ConfigError, Diagnostic, Location
@@ -31,7 +29,7 @@ if TYPE_CHECKING:
 
     from pysendmail.config.model import Config
 
-GRAMMAR_PATH = Path(__file__).parent / "grammars" / "aliases.lark"
+GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "grammars", "aliases.lark")
 INCLUDE_PREFIX = ":include:"
 ERROR_PREFIX = "error:"
 # sendmail's readaliases() reads into a BUFSIZ buffer: a longer logical line is refused.
@@ -87,18 +85,27 @@ class AliasFile:
         return self.entries.get(name.lower())
 
 
-@cache
+_PARSERS: list[Lark] = []  # the one parser, once built (functools.cache without functools)
+
+
 def _parser() -> Lark:
     # lark is imported here, not at the top: a lookup in a compiled alias file needs none
     # of it, and its import costs a `sendmail` process tens of milliseconds.
+    if _PARSERS:
+        return _PARSERS[0]
     from lark import Lark
 
-    return Lark(
-        GRAMMAR_PATH.read_text(),
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
+    with open(GRAMMAR_PATH) as grammar:
+        text = grammar.read()
+    _PARSERS.append(
+        Lark(
+            text,
+            parser="lalr",
+            lexer="contextual",
+            propagate_positions=True,
+        )
     )
+    return _PARSERS[0]
 
 
 def classify_target(text: str) -> tuple[TargetKind, str]:
@@ -409,7 +416,8 @@ def read_aliases(
 ) -> AliasFile:
     """Read and parse an aliases file; a file that cannot be read is a ConfigError."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except OSError as exc:
         raise ConfigError(f"cannot open {path}: {exc.strerror}") from exc
     text = data.decode("utf-8", "surrogateescape")

@@ -25,8 +25,7 @@ meaningless here and accepted).
 from __future__ import annotations
 
 import os
-import threading
-from pathlib import Path
+from _thread import allocate_lock  # threading.Lock without importing threading
 
 from pysendmail.config.aliases import AliasEntry, AliasFile, parse_aliases, read_aliases
 from pysendmail.errors import ConfigError, TempFailure
@@ -37,6 +36,7 @@ TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/REA
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path  # imported where a Path is made: not on the submission path
 
     from pysendmail.config.mapsource import MapEntry
     from pysendmail.config.model import MapSpec
@@ -56,29 +56,41 @@ def _decode(data: bytes) -> str:
     return bytes(data).decode("utf-8", "surrogateescape")
 
 
-def source_path(map_file: str | os.PathLike[str]) -> Path:
-    """The text source for a K line's file (`/etc/mail/access.db` -> `/etc/mail/access`)."""
+def _source_name(map_file: str | os.PathLike[str]) -> str:
     text = os.fspath(map_file)
     for suffix in _SENDMAIL_DB_SUFFIXES:
         if text.endswith(suffix):
-            return Path(text[: -len(suffix)])
-    return Path(text)
+            return text[: -len(suffix)]
+    return text
+
+
+def _compiled_name(map_file: str | os.PathLike[str]) -> str:
+    return _source_name(map_file) + COMPILED_SUFFIX
+
+
+def source_path(map_file: str | os.PathLike[str]) -> Path:
+    """The text source for a K line's file (`/etc/mail/access.db` -> `/etc/mail/access`)."""
+    from pathlib import Path
+
+    return Path(_source_name(map_file))
 
 
 def compiled_path(map_file: str | os.PathLike[str]) -> Path:
     """Where our compiled form of a map lives: `<source>.pysm`."""
-    return Path(os.fspath(source_path(map_file)) + COMPILED_SUFFIX)
+    from pathlib import Path
+
+    return Path(_compiled_name(map_file))
 
 
-def is_fresh(compiled: Path, source: Path) -> bool:
+def is_fresh(compiled: str | os.PathLike[str], source: str | os.PathLike[str]) -> bool:
     """True when the compiled file exists and is at least as new as the source (or the
     source is gone)."""
     try:
-        compiled_mtime = compiled.stat().st_mtime_ns
+        compiled_mtime = os.stat(compiled).st_mtime_ns
     except OSError:
         return False
     try:
-        return compiled_mtime >= source.stat().st_mtime_ns
+        return compiled_mtime >= os.stat(source).st_mtime_ns
     except OSError:
         return True
 
@@ -107,8 +119,10 @@ def write_compiled(
     `append` keeps what an existing compiled map holds (makemap -o). When a key is already
     there, `replace` decides whether the new value wins or the first one stays.
     """
-    dest = Path(dest)
     import tempfile  # only writing a map pays for it
+    from pathlib import Path
+
+    dest = Path(dest)
 
     fd, temp_name = tempfile.mkstemp(prefix=".pysm-", dir=dest.parent or ".")
     os.close(fd)
@@ -156,6 +170,8 @@ def write_compiled(
 def _mode_for(dest: Path, source: str) -> int:
     """Keep an existing compiled map's mode, else the source's (authinfo is not for all
     eyes), else owner read-write, group read."""
+    from pathlib import Path
+
     for candidate in (dest, Path(source) if source else None):
         if candidate is not None:
             try:
@@ -167,7 +183,7 @@ def _mode_for(dest: Path, source: str) -> int:
 
 def iter_compiled(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
     """Every (key, value) of a compiled map, in the order they were written."""
-    db = _connect(Path(path))
+    db = _connect(os.fspath(path))
     try:
         for key, value in db.execute("SELECT key, value FROM map ORDER BY rowid"):
             yield _decode(key), _decode(value)
@@ -175,7 +191,7 @@ def iter_compiled(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
         db.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: str | Path) -> sqlite3.Connection:
     import sqlite3
 
     try:
@@ -256,13 +272,13 @@ class Map:
     name: str
     map_class: str
     flags: MapFlags
-    source: Path | None
-    compiled: Path | None
+    source: Path | str | None
+    compiled: Path | str | None
     _table: dict[str, str] | None = field(default=None, repr=False)
     _db: sqlite3.Connection | None = field(default=None, repr=False)
     _loaded: bool = field(default=False, repr=False)
     # The daemons share one Map between threads: loading and every SQLite read hold this.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: object = field(default_factory=allocate_lock, repr=False)
 
     def _ensure_loaded(self) -> None:
         with self._lock:
@@ -279,7 +295,8 @@ class Map:
             self._table = {}
             return
         try:
-            data = self.source.read_bytes()
+            with open(self.source, "rb") as stream:
+                data = stream.read()
         except FileNotFoundError as exc:
             if self.flags.optional:
                 self._table = {}
@@ -365,8 +382,8 @@ def open_map(spec: MapSpec) -> Map:
     if file is None:
         raise ConfigError(f"map {spec.name}: no file named", spec.location)
     if map_class == "text":
-        return Map(spec.name, map_class, flags, Path(file), None)
-    return Map(spec.name, map_class, flags, source_path(file), compiled_path(file))
+        return Map(spec.name, map_class, flags, file, None)
+    return Map(spec.name, map_class, flags, _source_name(file), _compiled_name(file))
 
 
 def open_source_map(
@@ -410,15 +427,15 @@ class AliasTable:
     """The aliases of one alias file, from its compiled form while that is fresh, else
     parsed from the source."""
 
-    source: Path
+    source: Path | str
     is_local_domain: Callable[[str], bool] | None = None
     _parsed: AliasFile | None = field(default=None, repr=False)
     _compiled: Map | None = field(default=None, repr=False)
     _loaded: bool = field(default=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: object = field(default_factory=allocate_lock, repr=False)
 
     def _load(self) -> None:
-        compiled = compiled_path(self.source)
+        compiled = _compiled_name(self.source)
         if is_fresh(compiled, self.source):
             self._compiled = Map(str(self.source), "hash", MapFlags(), self.source, compiled)
             return

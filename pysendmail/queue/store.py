@@ -54,9 +54,8 @@ import errno
 import fcntl
 import os
 import stat
-import threading
 import time
-from pathlib import Path
+from _thread import allocate_lock  # locks without importing threading (start-up time)
 
 from pysendmail.envelope import Envelope
 from pysendmail.errors import QueueError
@@ -71,6 +70,7 @@ TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/REA
 if TYPE_CHECKING:
     import logging
     from collections.abc import Iterator
+    from pathlib import Path  # built when asked for: the submission path does without it
 
 
 def _log() -> logging.Logger:
@@ -136,33 +136,33 @@ def _queue_error(action: str, error: OSError) -> QueueError:
 
 class DirectorySyncer:
     """One directory fsync shared by every commit that is waiting for it; with
-    `whole_filesystem`, one syncfs of the directory's file system instead."""
+    `whole_filesystem`, one syncfs of the directory's file system instead.
+
+    Committers take turns (`_turn`); each counts the sync it needs when it arrives (the
+    next one to start), and when its turn comes either finds that sync done by another
+    committer meanwhile, or runs it itself for everyone who is waiting. Plain locks, not
+    a threading.Condition: `threading` is not imported on the submission path."""
 
     def __init__(self, directory: str, ops: FileOps, *, whole_filesystem: bool = False) -> None:
         self._directory = directory
         self._ops = ops
         self._whole_filesystem = whole_filesystem
-        self._cond = threading.Condition()
+        self._counters = allocate_lock()  # guards _started and _done
+        self._turn = allocate_lock()  # held by the committer whose sync runs
         self._started = 0
         self._done = 0
-        self._running = False
         self.fsync_count = 0  # for tests and benchmarks
 
     def sync(self) -> None:
         """Return once a directory fsync that began after this call has finished."""
-        with self._cond:
+        with self._counters:
             needed = self._started + 1
-            while True:
+        with self._turn:
+            with self._counters:
                 if self._done >= needed:
                     return
-                if not self._running:
-                    self._running = True
-                    self._started += 1
-                    generation = self._started
-                    break
-                self._cond.wait()
-        failure: OSError | None = None
-        try:
+                self._started += 1
+                generation = self._started
             fd = self._ops.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 if self._whole_filesystem:
@@ -171,16 +171,9 @@ class DirectorySyncer:
                     self._ops.fsync(fd)
             finally:
                 self._ops.close(fd)
-        except OSError as error:
-            failure = error
-        with self._cond:
-            self._running = False
-            if failure is None:
+            with self._counters:
                 self._done = generation
                 self.fsync_count += 1
-            self._cond.notify_all()
-        if failure is not None:
-            raise failure
 
 
 class Draft:
@@ -298,7 +291,7 @@ class Draft:
             # qf too: a commit that failed after its rename was never acknowledged.
             for prefix in ("qf", "tf", "df"):
                 try:
-                    self.store.ops.unlink(str(self.store.path(prefix, self.qid)))
+                    self.store.ops.unlink(self.store._file(prefix, self.qid))
                 except OSError:
                     pass
 
@@ -335,17 +328,27 @@ class QueueStore:
         fsync: bool = True,
         id_generator: QueueIdGenerator | None = None,
     ) -> None:
-        self.queue_dir = Path(queue_dir)
+        self.directory = os.fspath(queue_dir)
         self.ops = ops or FileOps()
         self.fsync = fsync
         self.ids = id_generator or QueueIdGenerator()
-        self.syncer = DirectorySyncer(str(self.queue_dir), self.ops)
+        self.syncer = DirectorySyncer(self.directory, self.ops)
         # New messages' df+tf made durable by one shared syncfs (see the module doc).
         self.group_commit = False
-        self.data_syncer = DirectorySyncer(str(self.queue_dir), self.ops, whole_filesystem=True)
+        self.data_syncer = DirectorySyncer(self.directory, self.ops, whole_filesystem=True)
+
+    @property
+    def queue_dir(self) -> Path:
+        """The directory as a Path (pathlib is imported only when someone asks)."""
+        from pathlib import Path
+
+        return Path(self.directory)
 
     def path(self, prefix: str, qid: str) -> Path:
         return self.queue_dir / f"{prefix}{qid}"
+
+    def _file(self, prefix: str, qid: str) -> str:
+        return os.path.join(self.directory, f"{prefix}{qid}")
 
     # ------------------------------------------------------------ enqueue
 
@@ -359,17 +362,17 @@ class QueueStore:
         collisions = 0
         while time.monotonic() < deadline:
             qid = self.ids.next_id()
-            if self.path("qf", qid).exists() or self.path("tf", qid).exists():
+            if os.path.exists(self._file("qf", qid)) or os.path.exists(self._file("tf", qid)):
                 collisions += 1
             else:
                 try:
                     fd = self.ops.open(
-                        str(self.path("df", qid)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
+                        self._file("df", qid), os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
                     )
                 except FileExistsError:
                     collisions += 1
                 except OSError as error:
-                    raise _queue_error(f"create df{qid} in {self.queue_dir}", error) from error
+                    raise _queue_error(f"create df{qid} in {self.directory}", error) from error
                 else:
                     return Draft(self, qid, fd)
             if collisions and collisions % 3600 == 0:
@@ -392,7 +395,7 @@ class QueueStore:
         Returns the fd of the new qf, locked (the caller owns it), unless `create` is set,
         when it is closed. The tf is locked while written, so a concurrent cleanup leaves it.
         """
-        tf_path = str(self.path("tf", qf.qid))
+        tf_path = self._file("tf", qf.qid)
         data = qfmod.render(qf)
         try:
             fd = self.ops.open(tf_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
@@ -403,7 +406,7 @@ class QueueStore:
             _write_all(self.ops, fd, data)
             if self.fsync:
                 self._sync_new_files(qf.qid, fd, create)
-            self.ops.rename(tf_path, str(self.path("qf", qf.qid)))
+            self.ops.rename(tf_path, self._file("qf", qf.qid))
         except OSError as error:
             self.ops.close(fd)
             try:
@@ -420,7 +423,7 @@ class QueueStore:
             # The rename happened but may not be durable: not acknowledged.
             if create:
                 self.ops.close(fd)
-            raise _queue_error(f"sync {self.queue_dir}", error) from error
+            raise _queue_error(f"sync {self.directory}", error) from error
         if create:
             self.ops.close(fd)
             return -1
@@ -440,7 +443,7 @@ class QueueStore:
             # No syncfs here: the df was closed without a sync, so sync it by name.
             self.group_commit = False
             self.ops.datasync(tf_fd)
-            df_fd = self.ops.open(str(self.path("df", qid)), os.O_RDONLY)
+            df_fd = self.ops.open(self._file("df", qid), os.O_RDONLY)
             try:
                 self.ops.datasync(df_fd)
             finally:
@@ -520,7 +523,7 @@ class QueueStore:
         """The message is done: qf unlinked first, then df, then the lock dropped."""
         for prefix in ("qf", "df"):
             try:
-                self.ops.unlink(str(self.path(prefix, locked.qid)))
+                self.ops.unlink(self._file(prefix, locked.qid))
             except FileNotFoundError:
                 pass
         locked.release()
@@ -528,7 +531,7 @@ class QueueStore:
     def quarantine_lost(self, qid: str, reason: str) -> None:
         """Rename qf<ID> to Qf<ID> (sendmail's "lost" queue file) and log why."""
         try:
-            self.ops.rename(str(self.path("qf", qid)), str(self.path("Qf", qid)))
+            self.ops.rename(self._file("qf", qid), self._file("Qf", qid))
         except OSError as error:
             _log().error(
                 "%s: cannot rename qf to Qf: %s (%s)", qid, os.strerror(error.errno), reason
