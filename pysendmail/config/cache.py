@@ -1,14 +1,14 @@
 """The translated configuration, cached for the `sendmail` submission path.
 
 Scripts start `sendmail` once per message, so translating sendmail.cf (a Lark parse
-of ~2000 lines) on every start would dominate. `load_config()` keeps a pickled
-`Config` in the user's cache directory (`$XDG_CACHE_HOME/pysendmail`, default
-`~/.cache/pysendmail`) and uses it while every file it was built from (the cf and the
-files its F lines read) has the same mtime and size, and the inputs that are not
-files (command-line overrides, host name, user, pysendmail's version) are the same.
-Otherwise it translates again and rewrites the cache.
+of ~2000 lines) on every start would dominate. `load_config()` keeps the `Config` (as
+`marshal` data, config.snapshot) in the user's cache directory
+(`$XDG_CACHE_HOME/pysendmail`, default `~/.cache/pysendmail`) and uses it while every
+file it was built from (the cf and the files its F lines read) has the same mtime and
+size, and the inputs that are not files (command-line overrides, host name, user,
+pysendmail's version) are the same. Otherwise it translates again and rewrites the cache.
 
-Loading a fresh cache imports neither lark nor the translator. The cache is only
+Loading a fresh cache imports neither lark nor the translator, nor pickle. The cache is only
 trusted in a directory owned by the user and writable by no one else; when there is
 no such place, the config is translated every time (correct, only slower).
 """
@@ -18,21 +18,17 @@ from __future__ import annotations
 import os
 import zlib
 
-try:  # the C unpickler alone: `pickle` itself costs another millisecond of start-up
-    from _pickle import load as _unpickle
-except ImportError:  # pragma: no cover - Pythons without the C accelerator
-    from pickle import load as _unpickle
-
 from pysendmail.config.model import Config, Overrides
+from pysendmail.config.snapshot import SnapshotError, freeze, read_header, thaw
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import BinaryIO, TypeVar
 
     T = TypeVar("T")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: marshal (config.snapshot) instead of pickle
 # Each cf, override set and host name has its own file; more than this many, and the
 # oldest are removed when a new one is written (a test suite makes hundreds).
 MAX_CACHED_CONFIGS = 32
@@ -102,7 +98,7 @@ def _nearest_existing_is_mine(directory: str) -> bool:
 def _cache_file(identity: str, directory: str) -> str:
     # A checksum only picks the file name; the identity inside the file is compared whole.
     digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
-    return os.path.join(directory, f"config-{digest:08x}.pickle")
+    return os.path.join(directory, f"config-{digest:08x}.marshal")
 
 
 def _read_cache(path: str, identity: str) -> Config | None:
@@ -110,26 +106,33 @@ def _read_cache(path: str, identity: str) -> Config | None:
         with open(path, "rb") as stream:
             if os.fstat(stream.fileno()).st_uid != os.geteuid():
                 return None
-            stored_identity, stamps, config = _unpickle(stream)
+            found = read_header(stream.read())
+        if found is None:
+            return None
+        (stored_identity, stamps), payload = found
+        if stored_identity != identity:
+            return None
+        for source, stamp in stamps:
+            if _file_stamp(source) != (tuple(stamp) if stamp is not None else None):
+                return None
+        return thaw(payload)
     except Exception:  # an unreadable, truncated or outdated cache is only a miss
         return None
-    if stored_identity != identity or not isinstance(config, Config):
-        return None
-    for source, stamp in stamps:
-        if _file_stamp(source) != stamp:
-            return None
-    return config
 
 
 def _write_cache(path: str, identity: str, config: Config) -> None:
     if any(source.startswith("|") for source in config.source_files):
         return  # an F|program class: sendmail runs the program at every start, so do we
 
-    stamps = [(source, _file_stamp(source)) for source in config.source_files]
-    _store(path, (identity, stamps, config))
+    stamps = tuple((source, _file_stamp(source)) for source in config.source_files)
+    try:
+        data = freeze(config, (identity, stamps))
+    except (SnapshotError, ValueError):
+        return  # a value the snapshot cannot hold: no cache, translated every time
+    _store(path, lambda out: out.write(data))
 
 
-def _store(path: str, payload: object) -> None:
+def _store(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Write one cache file atomically (0600, in a directory only we can write)."""
     import pickle
     import tempfile
@@ -144,7 +147,7 @@ def _store(path: str, payload: object) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".config-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as out:
-                pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+                write(out)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
@@ -161,19 +164,21 @@ def cached_derivation(kind: str, identity: str, build: Callable[[], T]) -> T:
     directory = cache_dir()
     if directory is None:
         return build()
+    import pickle  # what is derived holds more kinds of values than a Config
+
     digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
     path = os.path.join(directory, f"config-{kind}-{digest:08x}.pickle")
     if _safe_dir(directory):
         try:
             with open(path, "rb") as stream:
                 if os.fstat(stream.fileno()).st_uid == os.geteuid():
-                    stored_identity, value = _unpickle(stream)
+                    stored_identity, value = pickle.load(stream)
                     if stored_identity == identity:
                         return value
         except Exception:  # a missing, truncated or outdated file is only a miss
             pass
     value = build()
-    _store(path, (identity, value))
+    _store(path, lambda out: pickle.dump((identity, value), out, pickle.HIGHEST_PROTOCOL))
     return value
 
 
@@ -182,7 +187,7 @@ def _prune(directory: str, keep: str) -> None:
     entries = []
     with os.scandir(directory) as listing:
         for entry in listing:
-            if entry.name.startswith("config-") and entry.name.endswith(".pickle"):
+            if entry.name.startswith("config-") and entry.name.endswith((".pickle", ".marshal")):
                 try:
                     entries.append((entry.stat().st_mtime_ns, entry.path))
                 except FileNotFoundError:
