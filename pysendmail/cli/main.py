@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -44,9 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         from pysendmail.cli import praliases
 
         return praliases.main(argv)
-    from pysendmail.cli import sendmail
+    # Start-up makes tens of thousands of objects (modules, classes, the cached Config)
+    # and none of them is garbage: the cyclic collector's passes over them were a twentieth
+    # of a submission's instructions (bench/README.md). A submission is short-lived;
+    # the modes that run long turn the collector back on (sendmail._mode_runner).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from pysendmail.cli import sendmail
 
-    return sendmail.main(argv)
+        return sendmail.main(argv)
+    finally:
+        if collecting:
+            # What start-up made is kept out of later passes, the one at exit included.
+            gc.freeze()
+            gc.enable()
 
 
 if __name__ == "__main__":

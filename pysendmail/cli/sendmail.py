@@ -74,6 +74,9 @@ def _mode_runner(mode: str) -> Callable[[cli_options.Invocation, TextIO, TextIO]
             from pysendmail.cli import submit
 
             return submit.run
+        import gc
+
+        gc.enable()  # every mode but a submission may run long (cli.main turned it off)
         from pysendmail.cli import modes
 
         return modes.runner(mode)

@@ -510,6 +510,9 @@ def _submit_and_deliver(config, ctx: SubmitContext, inv: Invocation, out: TextIO
     queued = [q for q in (outcome.qid, outcome.report_qid) if q]
     if not queued or ctx.delivery_mode in ("q", "d"):
         return outcome.exit_code
+    import gc
+
+    gc.enable()  # a delivery attempt may run long (cli.main turned the collector off)
     if ctx.delivery_mode == "i":
         verbose = out if inv.verbose else None
         failures = _failure_hook(ctx, caller, out)
