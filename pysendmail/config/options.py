@@ -16,8 +16,6 @@ This module reads no files and knows nothing of where a value came from.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 from pysendmail.record import record
 
 TYPE_CHECKING = False  # not importing collections at run time: start-up time
@@ -314,24 +312,51 @@ _TABLE: list[tuple] = [
 # fmt: on
 
 
-def _build(table: list[tuple]) -> dict[str, OptionSpec]:
-    specs: dict[str, OptionSpec] = {}
-    for row in table:
-        spec = OptionSpec(*row)
+# The registry's indexes are built when first used, and an OptionSpec only for an option
+# asked for: `sendmail -t -i -oi` looks up one or two of some two hundred (start-up time,
+# bench/README.md). The first row of a name wins, the last of a letter.
+_INDEX: list[tuple[dict[str, tuple], dict[str, str]]] = []  # (rows by name, name by letter)
+_SPECS: dict[str, OptionSpec] = {}  # lower-case name -> its OptionSpec, once made
+
+
+def _index() -> tuple[dict[str, tuple], dict[str, str]]:
+    if not _INDEX:
+        rows: dict[str, tuple] = {}
+        for row in _TABLE:
+            rows.setdefault(row[0].lower(), row)
+        letters = {row[1]: lower for lower, row in rows.items() if row[1]}
+        _INDEX.append((rows, letters))  # whole or not at all: threads may race here
+    return _INDEX[0]
+
+
+def _spec(lower: str) -> OptionSpec | None:
+    spec = _SPECS.get(lower)
+    if spec is None:
+        row = _index()[0].get(lower)
+        if row is None:
+            return None
+        spec = _SPECS.setdefault(lower, OptionSpec(*row))
         assert spec.kind in KINDS, spec
-        specs.setdefault(spec.name.lower(), spec)
-    return specs
+    return spec
 
 
-_BY_LOWER_NAME = _build(_TABLE)
+def _all_options() -> Mapping[str, OptionSpec]:
+    options = globals().get("OPTIONS")
+    if options is None:
+        from types import MappingProxyType
 
-#: Every option, by its long name.
-OPTIONS: Mapping[str, OptionSpec] = MappingProxyType(
-    {spec.name: spec for spec in _BY_LOWER_NAME.values()}
-)
-_BY_LETTER: dict[str, OptionSpec] = {
-    spec.letter: spec for spec in _BY_LOWER_NAME.values() if spec.letter
-}
+        specs = [_spec(lower) for lower in _index()[0]]
+        options = MappingProxyType({spec.name: spec for spec in specs if spec is not None})
+        globals()["OPTIONS"] = options
+    return options
+
+
+def __getattr__(name: str) -> object:
+    if name == "OPTIONS":  # every option, by its long name (built when first read)
+        return _all_options()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # `Or` (old read timeouts, `Or5m` or `Orinitial=5m,mail=10m`) and `OT` (`OT5d/4h`) set
 # several options at once; they are written as the compound names below.
 COMPOUND_LETTERS = {"r": "Timeout", "T": "QueueTimeout"}
@@ -347,7 +372,7 @@ _READ_TIMEOUTS = (
 
 def option_spec(name: str) -> OptionSpec | None:
     """The option called `name` (any case), or None."""
-    spec = _BY_LOWER_NAME.get(name.lower())
+    spec = _spec(name.lower())
     if spec is None and name.lower().startswith("milter."):
         return OptionSpec(name, None, "str", None, "milter setting")
     return spec
@@ -355,7 +380,8 @@ def option_spec(name: str) -> OptionSpec | None:
 
 def option_by_letter(letter: str) -> OptionSpec | None:
     """The option with the old one-letter name `letter`, or None (sendmail ignores those)."""
-    return _BY_LETTER.get(letter)
+    lower = _index()[1].get(letter)
+    return _spec(lower) if lower is not None else None
 
 
 def canonical_name(name: str) -> str | None:
@@ -398,4 +424,4 @@ def expand_compound(name: str, raw: str) -> list[tuple[str, str]] | None:
 
 def defaults() -> dict[str, object]:
     """Every option's default value, by long name."""
-    return {spec.name: spec.default for spec in OPTIONS.values()}
+    return {spec.name: spec.default for spec in _all_options().values()}
