@@ -17,7 +17,7 @@ defined in the class body wins over the generated one, `replace()`, `fields()`,
 
 from __future__ import annotations
 
-from operator import attrgetter
+from _operator import attrgetter  # operator.py itself only re-exports it: start-up time
 
 # typing is not imported at run time: it is a sixth of `sendmail -t -i`'s start-up.
 TYPE_CHECKING = False
@@ -97,37 +97,43 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
 
 
 def _make_record(cls: type[T], frozen: bool) -> type[T]:
+    # Runs for every record class at every start of every command: kept lean.
     body = cls.__dict__
     record_fields = []
     seen_default = False
-    for name in body.get("__annotations__", {}):
+    for name in body.get("__annotations__", ()):
         value = body.get(name, MISSING)
-        spec = value if isinstance(value, Field) else Field(default=value)
+        if type(value) is Field:
+            spec = value
+            default = spec.default
+            has_default = default is not MISSING or spec.default_factory is not MISSING
+            if default is MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, default)
+        else:
+            spec = Field(value)
+            default = value
+            has_default = value is not MISSING
         spec.name = name
-        has_default = spec.default is not MISSING or spec.default_factory is not MISSING
         if spec.init:
             if has_default:
                 seen_default = True
             elif seen_default:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
-        if spec.default is not MISSING and type(spec.default).__hash__ is None:
+        if default is not MISSING and type(default).__hash__ is None:
             raise ValueError(
-                f"mutable default {type(spec.default)} for field {name} is not allowed:"
+                f"mutable default {type(default)} for field {name} is not allowed:"
                 " use default_factory"
             )
-        if isinstance(value, Field):
-            if spec.default is MISSING:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, spec.default)
         record_fields.append(spec)
 
     fields_tuple = tuple(record_fields)
     setattr(cls, _FIELDS, fields_tuple)
-    cls.__match_args__ = tuple(f.name for f in fields_tuple if f.init)  # type: ignore[attr-defined]
+    cls.__match_args__ = tuple([f.name for f in fields_tuple if f.init])  # type: ignore[attr-defined]
     compared = [f.name for f in fields_tuple if f.compare]
     cls.__record_key__ = staticmethod(_key_getter(compared))  # type: ignore[attr-defined]
-    cls.__record_repr__ = tuple(f.name for f in fields_tuple if f.repr)  # type: ignore[attr-defined]
+    cls.__record_repr__ = tuple([f.name for f in fields_tuple if f.repr])  # type: ignore[attr-defined]
 
     if "__init__" not in body:
         cls.__init__ = _lazy_init(cls, fields_tuple, frozen)  # type: ignore[misc]

@@ -16,7 +16,6 @@ no such place, the config is translated every time (correct, only slower).
 from __future__ import annotations
 
 import os
-import zlib
 
 from pysendmail.config.model import Config, Overrides
 from pysendmail.config.snapshot import SnapshotError, freeze, read_header, thaw
@@ -95,9 +94,18 @@ def _nearest_existing_is_mine(directory: str) -> bool:
             return False
 
 
+def _checksum(identity: str) -> int:
+    """32-bit FNV-1a of the identity: zlib's crc32 would load a shared library at every
+    start only to name a file."""
+    digest = 0x811C9DC5
+    for byte in identity.encode("utf-8", "surrogateescape"):
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return digest
+
+
 def _cache_file(identity: str, directory: str) -> str:
     # A checksum only picks the file name; the identity inside the file is compared whole.
-    digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
+    digest = _checksum(identity)
     return os.path.join(directory, f"config-{digest:08x}.marshal")
 
 
@@ -166,7 +174,7 @@ def cached_derivation(kind: str, identity: str, build: Callable[[], T]) -> T:
         return build()
     import pickle  # what is derived holds more kinds of values than a Config
 
-    digest = zlib.crc32(identity.encode("utf-8", "surrogateescape"))
+    digest = _checksum(identity)
     path = os.path.join(directory, f"config-{kind}-{digest:08x}.pickle")
     if _safe_dir(directory):
         try:
