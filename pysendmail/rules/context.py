@@ -488,7 +488,7 @@ def host_identity(hostname: str) -> tuple[str, str, str | None]:
 
 
 # Bump when compile_rule's output changes for the same input.
-RULES_FORMAT = 2  # 2: the long ids the rules use are stored with them
+RULES_FORMAT = 4  # 2: the long ids the rules use are stored with them; 3, 4: CompiledRule fields
 
 
 def _compiled_rules(

@@ -63,6 +63,20 @@ EX_CONFIG = int(ExitCode.CONFIG)
 _SMTP_CODES_WITH_TO = ("050", "250", "252", "450", "550", "553")
 _FUZZY = (MATCHZANY, MATCHANY, MATCHONE, MATCHCLASS, MATCHNCLASS)
 
+# What each LHS token asks of the workspace, decided once per rule (CompiledRule.ops).
+OP_LITERAL, OP_ZANY, OP_ZERO, OP_ANY, OP_ONE, OP_CLASS, OP_NCLASS, OP_MACRO = range(8)
+_ANYTHING = (OP_ZANY,)  # an LHS of `$*` alone
+RHS_TOKEN, RHS_SLOT, RHS_MACRO = range(3)
+_OPS = {
+    MATCHZANY: OP_ZANY,
+    MATCHZERO: OP_ZERO,
+    MATCHANY: OP_ANY,
+    MATCHONE: OP_ONE,
+    MATCHCLASS: OP_CLASS,
+    MATCHNCLASS: OP_NCLASS,
+    MACRODEXPAND: OP_MACRO,
+}
+
 
 def is_enhanced_status(text: str, delim: str) -> int:
     """sendmail's isenhsc(): the length of a leading `x.y.z` followed by `delim`, else 0."""
@@ -160,9 +174,51 @@ class CompiledRule:
     min_tokens: int = field(init=False, default=0)
     # The LHS with literal tokens in ASCII lower case, compared with the lowered workspace.
     folded: tuple[str, ...] = field(init=False, default=(), compare=False, repr=False)
+    # The OP_* of each LHS token, and its class or macro id (the token's second character).
+    ops: tuple[int, ...] = field(init=False, default=(), compare=False, repr=False)
+    ids: tuple[str, ...] = field(init=False, default=(), compare=False, repr=False)
+    # Whether the RHS starts with `$:` (apply once) or `$@` (apply and return).
+    once: bool = field(init=False, default=False, compare=False, repr=False)
+    last: bool = field(init=False, default=False, compare=False, repr=False)
+    # The folded literal the workspace must start (end) with, when the LHS starts (ends)
+    # with a literal: no binding can move it.
+    head: str | None = field(init=False, default=None, compare=False, repr=False)
+    tail: str | None = field(init=False, default=None, compare=False, repr=False)
+    # The RHS after its `$:`/`$@`, each token as (RHS_*, token or slot or macro id, folded
+    # token or the slot's digit); whether it substitutes ($1, $&x) and whether its own
+    # tokens open a lookup or call a ruleset.
+    plan: tuple[tuple[int, str | int, str], ...] = field(
+        init=False, default=(), compare=False, repr=False
+    )
+    substitutes: bool = field(init=False, default=False, compare=False, repr=False)
+    rhs_lookup: bool = field(init=False, default=False, compare=False, repr=False)
+    rhs_call: bool = field(init=False, default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folded", tuple(_casefold_ascii(t) for t in self.lhs))
+        object.__setattr__(self, "ops", tuple(_OPS.get(t[:1], OP_LITERAL) for t in self.lhs))
+        object.__setattr__(self, "ids", tuple(t[1:2] for t in self.lhs))
+        head = self.rhs[0][:1] if self.rhs else ""
+        object.__setattr__(self, "once", head == CANONUSER)
+        object.__setattr__(self, "last", head == CANONHOST)
+        if self.ops and self.ops[0] == OP_LITERAL:
+            object.__setattr__(self, "head", self.folded[0])
+        if self.ops and self.ops[-1] == OP_LITERAL:
+            object.__setattr__(self, "tail", self.folded[-1])
+        plan: list[tuple[int, str | int, str]] = []
+        for token in self.rhs[1:] if self.once or self.last else self.rhs:
+            kind = token[:1]
+            if kind == MATCHREPL:
+                plan.append((RHS_SLOT, ord(token[1:2] or "0") - ord("1"), token[1:2]))
+            elif kind == MACRODEXPAND:
+                plan.append((RHS_MACRO, token[1:2], ""))
+            else:
+                plan.append((RHS_TOKEN, token, _casefold_ascii(token)))
+        object.__setattr__(self, "plan", tuple(plan))
+        object.__setattr__(self, "substitutes", any(kind != RHS_TOKEN for kind, *_ in plan))
+        heads = {token[:1] for token in self.rhs}
+        object.__setattr__(self, "rhs_lookup", bool(heads & {HOSTBEGIN, LOOKUPBEGIN}))
+        object.__setattr__(self, "rhs_call", CALLSUBR in heads)
         literals = set()
         needed = 0
         for token in self.lhs:
@@ -184,9 +240,12 @@ class RuleBook:
     names: dict[int, str] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     next_named: int = MAXRWSETS
+    # find()'s answers by text; emptied whenever enter() names a ruleset.
+    found: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def enter(self, name: str | None, number: int | None) -> int:
         """strtorwset(ST_ENTER): the number of a ruleset, making it if new."""
+        self.found.clear()
         if name is None:
             assert number is not None
             return number
@@ -206,6 +265,12 @@ class RuleBook:
 
     def find(self, text: str) -> int:
         """strtorwset(ST_FIND): the number of the ruleset named (or numbered) by `text`, or -1."""
+        known = self.found.get(text)
+        if known is None:
+            known = self.found[text] = self._find(text)
+        return known
+
+    def _find(self, text: str) -> int:
         text = text.lstrip()
         if not text:
             return -1
@@ -297,6 +362,8 @@ def compile_rule(
 
 def stripquotes(text: str) -> str:
     """sendmail's stripquotes(): drop unescaped double quotes and the backslashes."""
+    if '"' not in text and "\\" not in text:
+        return text
     out: list[str] = []
     i = 0
     n = len(text)
@@ -312,13 +379,6 @@ def stripquotes(text: str) -> str:
             continue
         out.append(ch)
     return "".join(out)
-
-
-@record
-class _Match:
-    pattern: int  # index of the LHS token
-    first: int
-    last: int
 
 
 class Rewriter:
@@ -348,6 +408,7 @@ class Rewriter:
         # A traced call must print every line each time: nothing is remembered then.
         self.memo = memo if trace is None else None
         self._reads: list[Reads] = []  # what each call being remembered has read so far
+        self._longest: dict[str, tuple[int, int]] = {}  # class id -> (members, longest)
 
     # ------------------------------------------------------------ helpers
 
@@ -406,7 +467,8 @@ class Rewriter:
             self.messages.syserr(f"554 5.3.5 rewrite: illegal ruleset number {ruleset}")
             return EX_CONFIG
         rulename = self.book.display_name(ruleset)
-        self._trace("  input:", rulename, pvp)
+        if self.trace is not None:
+            self._trace("  input:", rulename, pvp)
         if reclevel > MAX_RULE_RECURSION:
             self.messages.syserr(
                 f"rewrite: excessive recursion (max {MAX_RULE_RECURSION}), ruleset {rulename}"
@@ -415,87 +477,100 @@ class Rewriter:
         reclevel += 1
         rstat = EX_OK
         rules = self.book.rules.get(ruleset, ())
+        nrules = len(rules)
         index = 0
-        ruleno = 1
         loopcount = 0
-        lowered = [_casefold_ascii(token) for token in pvp]
+        lowered = _lowered(pvp)
         present = set(lowered)
-        while index < len(rules):
-            if pvp and pvp[0][:1] == CANONNET:
-                break
+        done = bool(pvp) and pvp[0][:1] == CANONNET
+        while index < nrules and not done:
             rule = rules[index]
             loopcount += 1
             if loopcount > MAX_LOOP:
                 self.messages.syserr(
-                    f"554 5.3.5 Infinite loop in ruleset {rulename}, rule {ruleno}"
+                    f"554 5.3.5 Infinite loop in ruleset {rulename}, rule {index + 1}"
                 )
                 break
-            if rule.min_tokens > len(pvp) or not rule.literals <= present:
+            if (
+                rule.min_tokens > len(pvp)
+                or (rule.head is not None and rule.head != lowered[0])
+                or (rule.tail is not None and rule.tail != lowered[-1])
+                or not rule.literals <= present
+            ):
                 matches = None
             else:
-                matches = self._match(rule.lhs, pvp, lowered, rule.folded)
+                matches = self._match(rule, pvp, lowered)
             if matches is None:
                 index += 1
-                ruleno += 1
                 loopcount = 0
                 continue
-            rhs = rule.rhs
-            start = 0
-            last_rule = False
-            if rhs:
-                if rhs[0][:1] == CANONUSER:
-                    start = 1
-                    index += 1
-                    ruleno += 1
-                    loopcount = 0
-                elif rhs[0][:1] == CANONHOST:
-                    start = 1
-                    last_rule = True
+            if rule.once:
+                index += 1
+                loopcount = 0
             npvp: list[str] = []
-            for rp in rhs[start:]:
-                head = rp[:1]
-                if head == MATCHREPL:
-                    slot = ord(rp[1:2] or "0") - ord("1")
-                    if slot < 0 or slot >= len(matches):
+            nlowered: list[str] = []  # npvp's tokens folded, as they come
+            for kind, value, folded in rule.plan:
+                if kind == RHS_TOKEN:
+                    if len(npvp) >= maxatom:
+                        return self._toolong()
+                    npvp.append(value)  # type: ignore[arg-type]
+                    nlowered.append(folded)
+                elif kind == RHS_SLOT:
+                    if value < 0 or value >= len(matches):  # type: ignore[operator]
                         self.messages.syserr(
                             f"554 5.3.5 rewrite: ruleset {rulename}: "
-                            f"replacement ${rp[1:2]} out of bounds"
+                            f"replacement ${folded} out of bounds"
                         )
                         return EX_CONFIG
-                    m = matches[slot]
-                    npvp.extend(pvp[m.first : m.last + 1])
+                    m = matches[value]  # type: ignore[index]
+                    npvp.extend(pvp[m[1] : m[2] + 1])
+                    nlowered.extend(lowered[m[1] : m[2] + 1])
                     if len(npvp) > maxatom:
                         return self._toolong()
-                elif head == MACRODEXPAND:
-                    value = self.macvalue(rp[1:2])
-                    if not value:
+                else:
+                    macro = self.macvalue(value)  # type: ignore[arg-type]
+                    if not macro:
                         continue
                     scanned = tk.prescan(
-                        value, "\0", self.tables.address, report=self.messages.usrerr
+                        macro, "\0", self.tables.address, report=self.messages.usrerr
                     )
                     if scanned.tokens is None:
                         return EX_DATAERR
                     npvp.extend(scanned.tokens)
+                    nlowered.extend(_lowered(scanned.tokens))
                     if len(npvp) > maxatom:
                         return self._toolong()
-                else:
-                    if len(npvp) >= maxatom:
-                        return self._toolong()
-                    npvp.append(rp)
-            status = self._lookups(npvp, maxatom)
-            if isinstance(status, tuple):
-                return status[0]
-            if status == EX_TEMPFAIL:
-                rstat = EX_TEMPFAIL
-            status = self._callsubr(npvp, reclevel)
-            if rstat == EX_OK or status == EX_TEMPFAIL:
-                rstat = status
-            pvp[:] = npvp
-            lowered = [_casefold_ascii(token) for token in pvp]
-            present = set(lowered)
-            if last_rule:
+            # A substituted token may open a lookup or call a ruleset as well as the
+            # rule's own: one scan of the joined text says whether any does.
+            if rule.substitutes:
+                joined = "".join(npvp)
+                lookup = HOSTBEGIN in joined or LOOKUPBEGIN in joined
+                call = CALLSUBR in joined
+            else:
+                lookup = rule.rhs_lookup
+                call = rule.rhs_call
+            if lookup:
+                status = self._lookups(npvp, maxatom)
+                if isinstance(status, tuple):
+                    return status[0]
+                if status == EX_TEMPFAIL:
+                    rstat = EX_TEMPFAIL
+                call = CALLSUBR in "".join(npvp)
+            if call:
+                status = self._callsubr(npvp, reclevel)
+                if rstat == EX_OK or status == EX_TEMPFAIL:
+                    rstat = status
+            if lookup or call:
+                nlowered = _lowered(npvp)
+            if npvp != pvp:
+                pvp[:] = npvp
+                lowered = nlowered
+                present = set(nlowered)
+                done = bool(pvp) and pvp[0][:1] == CANONNET
+            if rule.last:
                 break
-        self._trace("returns:", rulename, pvp)
+        if self.trace is not None:
+            self._trace("returns:", rulename, pvp)
         return rstat
 
     def _toolong(self) -> int:
@@ -505,46 +580,53 @@ class Rewriter:
     # ------------------------------------------------------------ LHS matching
 
     def _match(
-        self,
-        lhs: Sequence[str],
-        pvp: Sequence[str],
-        lowered: Sequence[str],
-        folded: Sequence[str],
-    ) -> list[_Match] | None:
-        """The bindings of the fuzzy LHS tokens when `lhs` matches all of `pvp`, else None."""
-        mlist: list[_Match] = []
+        self, rule: CompiledRule, pvp: Sequence[str], lowered: Sequence[str]
+    ) -> list[list[int]] | None:
+        """The bindings `[LHS index, first, last]` of the fuzzy LHS tokens when the rule's
+        LHS matches all of `pvp` (`lowered`: its tokens in ASCII lower case), else None."""
+        ops = rule.ops
+        if ops == _ANYTHING:
+            return [[0, 0, len(pvp) - 1]]
+        ids = rule.ids
+        folded = rule.folded
+        mlist: list[list[int]] = []
         rvp = 0
         avp = 0
-        nl = len(lhs)
+        nl = len(ops)
         na = len(pvp)
         while avp < na or rvp < nl:
             ok = True
             if rvp >= nl:
                 ok = False
             else:
-                rp = lhs[rvp]
-                head = rp[:1]
-                if avp >= na and head not in (MATCHZANY, MATCHZERO):
-                    ok = False
-                elif head == MATCHCLASS:
-                    m = _Match(rvp, avp, avp - 1)
-                    mlist.append(m)
-                    ok = self._extend_class(m, pvp, rp[1:2])
-                    if ok:
-                        avp = m.last + 1
+                op = ops[rvp]
+                if op == OP_LITERAL:
+                    if avp < na and folded[rvp] == lowered[avp]:
+                        avp += 1
                     else:
-                        mlist.pop()
-                elif head == MATCHNCLASS and self.in_class(pvp[avp], rp[1:2]):
+                        ok = False
+                elif avp >= na and op != OP_ZANY and op != OP_ZERO:
                     ok = False
-                elif head in (MATCHNCLASS, MATCHONE, MATCHANY):
-                    mlist.append(_Match(rvp, avp, avp))
+                elif op == OP_ZANY:
+                    mlist.append([rvp, avp, avp - 1])
+                elif op in (OP_ANY, OP_ONE):
+                    mlist.append([rvp, avp, avp])
                     avp += 1
-                elif head == MATCHZANY:
-                    mlist.append(_Match(rvp, avp, avp - 1))
-                elif head == MATCHZERO:
-                    pass
-                elif head == MACRODEXPAND:
-                    value = self.macvalue(rp[1:2])
+                elif op == OP_CLASS:
+                    m = [rvp, avp, avp - 1]
+                    if self._extend_class(m, pvp, ids[rvp]):
+                        mlist.append(m)
+                        avp = m[2] + 1
+                    else:
+                        ok = False
+                elif op == OP_NCLASS:
+                    if self.in_class(pvp[avp], ids[rvp]):
+                        ok = False
+                    else:
+                        mlist.append([rvp, avp, avp])
+                        avp += 1
+                elif op == OP_MACRO:
+                    value = self.macvalue(ids[rvp])
                     save = avp
                     if value:
                         pos = 0
@@ -560,11 +642,7 @@ class Rewriter:
                             avp += 1
                         if not ok:
                             avp = save
-                else:
-                    if folded[rvp] != lowered[avp]:
-                        ok = False
-                    else:
-                        avp += 1
+                # OP_ZERO ($@ on a left-hand side) matches nothing and always succeeds
             if ok:
                 rvp += 1
                 continue
@@ -572,41 +650,84 @@ class Rewriter:
             resumed = False
             while mlist:
                 m = mlist[-1]
-                rvp = m.pattern
-                rp = lhs[rvp]
-                avp = m.last + 1
+                rvp = m[0]
+                avp = m[2] + 1
                 if avp >= na:
                     mlist.pop()
                     continue
-                head = rp[:1]
-                if head in (MATCHANY, MATCHZANY):
-                    m.last = avp
+                op = ops[rvp]
+                if op in (OP_ANY, OP_ZANY):
+                    following = rvp + 1
+                    if following < nl and ops[following] == OP_LITERAL:
+                        # Any longer binding whose next token is not that literal fails
+                        # at the literal and comes back here: go straight to one that is.
+                        try:
+                            avp = lowered.index(folded[following], avp + 1) - 1
+                        except ValueError:
+                            mlist.pop()
+                            continue
+                    m[2] = avp
                     avp += 1
                     rvp += 1
                     resumed = True
                     break
-                if head == MATCHCLASS:
-                    m.last = avp - 1
-                    if self._extend_class(m, pvp, rp[1:2]):
-                        avp = m.last + 1
-                        rvp += 1
-                        resumed = True
-                        break
+                if op == OP_CLASS and self._extend_class(m, pvp, ids[rvp]):
+                    avp = m[2] + 1
+                    rvp += 1
+                    resumed = True
+                    break
                 mlist.pop()
             if not resumed:
                 return None
         return mlist
 
-    def _extend_class(self, m: _Match, pvp: Sequence[str], class_id: str) -> bool:
-        """Grow `m` one token at a time until its tokens are a member of the class."""
+    def _extend_class(self, m: list[int], pvp: Sequence[str], class_id: str) -> bool:
+        """Grow the binding `m` one token at a time until its tokens are a member of the
+        class. The text grows with every token, so once it is longer than the class's
+        longest member no longer binding can be one."""
+        members = self.classes.get(class_id)
+        if members is None:
+            return False
+        longest = self._longest_member(class_id, members)
+        table = self.tables.address
+        sub = self.space_sub
+        first = m[1]
+        last = m[2]
+        word = self.cat(pvp[first : last + 1]) if last >= first else ""
+        prev_atom = False
+        for token in reversed(pvp[first : last + 1]):
+            if token:
+                code = ord(token[-1])
+                prev_atom = (table[code] if code < 256 else tk.ATM) == tk.ATM
+                break
+        n = len(pvp)
         while True:
-            nxt = m.last + 1
-            if nxt >= len(pvp):
+            last += 1
+            if last >= n:
                 return False
-            m.last = nxt
-            word = self.cat(pvp[m.first : m.last + 1])
-            if self.in_class(word, class_id):
+            token = pvp[last]
+            if token:
+                code = ord(token[0])
+                if prev_atom and sub and (table[code] if code < 256 else tk.ATM) == tk.ATM:
+                    word += sub
+                word += token
+                code = ord(token[-1])
+                prev_atom = (table[code] if code < 256 else tk.ATM) == tk.ATM
+            folded = word.lower()
+            if folded in members:
+                m[2] = last
                 return True
+            if len(folded) > longest:
+                return False
+
+    def _longest_member(self, class_id: str, members: frozenset[str] | set[str]) -> int:
+        """The length of the class's longest member (classes only ever grow: -bt's .C)."""
+        known = self._longest.get(class_id)
+        if known is not None and known[0] == len(members):
+            return known[1]
+        longest = max((len(word) for word in members), default=0)
+        self._longest[class_id] = (len(members), longest)
+        return longest
 
     # ------------------------------------------------------------ $[ $] and $( $)
 
@@ -754,7 +875,11 @@ class Rewriter:
 
 
 def _casefold_ascii(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def _lowered(tokens: Sequence[str]) -> list[str]:
+    return [t.lower() if t.isascii() else t.translate(_ASCII_LOWER) for t in tokens]
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
