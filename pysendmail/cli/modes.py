@@ -183,7 +183,14 @@ def _run_filters(inv: Invocation) -> list:
     ]
 
 
-def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool = False) -> int:
+def _queue_run(
+    inv: Invocation,
+    out: TextIO,
+    err: TextIO,
+    *,
+    beside_daemon: bool = False,
+    daemon_pid: int | None = None,
+) -> int:
     """-q[time] [-qI/R/S substr]: take in what users handed over, then run the queue.
 
     With an interval it is a persistent queue runner: detached, as sendmail's (its pid in
@@ -218,7 +225,7 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool
         return int(ExitCode.OK)
     interval = cli.parse_duration(request.interval) or 0
     if beside_daemon or request.foreground:
-        _run_every(interval, config, runner, filters)
+        _run_every(interval, config, runner, filters, daemon_pid)
         return int(ExitCode.OK)
     from pysendmail.daemons.smtpd import detach, write_pid_file
 
@@ -241,9 +248,10 @@ def _queue_run(inv: Invocation, out: TextIO, err: TextIO, *, beside_daemon: bool
     return int(ExitCode.OK)
 
 
-def _run_every(interval: int, config, runner, filters: list) -> None:
-    """Queue runs `interval` seconds apart until SIGTERM or SIGINT. The handlers set a
-    plain flag that the loop polls (an Event set from a handler can deadlock)."""
+def _run_every(interval: int, config, runner, filters: list, daemon_pid: int | None = None) -> None:
+    """Queue runs `interval` seconds apart until SIGTERM or SIGINT, or (beside a
+    daemon, `daemon_pid`) until that daemon is gone. The handlers set a plain flag that
+    the loop polls (an Event set from a handler can deadlock)."""
     import os
     import signal
     import time
@@ -270,6 +278,8 @@ def _run_every(interval: int, config, runner, filters: list) -> None:
         next_run = time.monotonic() + interval
         while not stopped["now"] and time.monotonic() < next_run:
             time.sleep(min(0.2, max(next_run - time.monotonic(), 0)))
+            if daemon_pid is not None and os.getppid() != daemon_pid:
+                stopped["now"] = True  # the daemon was killed: no runner of its own left
 
 
 def _quarantine(inv: Invocation, config, out: TextIO) -> int:
@@ -362,8 +372,6 @@ def _smtp_daemon(foreground: bool) -> Runner:
             err.flush()
         if os.getuid() == 0:
             runtime.take_in_submissions(config)
-        if inv.queue_run is not None and inv.queue_run.interval is not None:
-            _start_queue_runner(inv)
         out.flush()
         # SIGHUP reads the cf again with the same command-line overrides.
         return int(
@@ -372,7 +380,7 @@ def _smtp_daemon(foreground: bool) -> Runner:
                 foreground,
                 rebuild=lambda: runtime.load_config(inv),
                 argv=inv.source_argv,
-                companion=_local_sockets(config, inv),
+                companion=_companions(config, inv),
             )
         )
 
@@ -405,13 +413,35 @@ def _local_sockets(config, inv: Invocation):
     return start
 
 
-def _start_queue_runner(inv: Invocation) -> None:
-    """The daemon's -q<time>: a detached process running the queue at that interval."""
+def _companions(config, inv: Invocation):
+    """What run_daemon starts once detached: the local submission sockets, and with
+    -q<time> the queue runner process; their stop stops both."""
+    sockets = _local_sockets(config, inv)
+    periodic = inv.queue_run is not None and inv.queue_run.interval is not None
+
+    def start(service_ref):
+        runner = _start_queue_runner(inv) if periodic else None
+        stop_sockets = sockets(service_ref)
+
+        def stop() -> None:
+            stop_sockets()
+            if runner is not None:
+                _stop_child(runner)
+
+        return stop
+
+    return start
+
+
+def _start_queue_runner(inv: Invocation) -> int:
+    """The daemon's -q<time>: a child of the daemon running the queue at that interval,
+    until the daemon stops it or is gone. Returns its pid."""
     import os
 
-    if os.fork():
-        return
-    os.setsid()
+    daemon = os.getpid()
+    child = os.fork()
+    if child:
+        return child
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -425,11 +455,25 @@ def _start_queue_runner(inv: Invocation) -> None:
         queue_inv.mode = cli.MODE_QUEUE_RUN
         import io
 
-        status = _queue_run(queue_inv, io.StringIO(), io.StringIO(), beside_daemon=True)
+        status = _queue_run(
+            queue_inv, io.StringIO(), io.StringIO(), beside_daemon=True, daemon_pid=daemon
+        )
     except BaseException:
         status = 1
     finally:
         os._exit(status)
+
+
+def _stop_child(pid: int) -> None:
+    """SIGTERM to a child, then wait for it (it ends its current run first)."""
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass  # already gone (and reaped)
 
 
 def _smtp_stdio(inv: Invocation, out: TextIO, err: TextIO) -> int:
