@@ -24,6 +24,7 @@ from __future__ import annotations
 from pysendmail.config.model import Config
 from pysendmail.errors import MailError, TempFailure
 from pysendmail.routing import Router
+from pysendmail.rules.tablesyntax import needs_rules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -123,7 +124,9 @@ class MailerAddresses:
         if found is not None:
             return found
         plan = self.plan(mailer, sender=sender, header=header)
-        if plan is None:
+        if plan == UNCHANGED:
+            return address, True
+        if plan is None or needs_rules(address):  # groups, lists, blanks: the tokenizer
             name, status = self.engine().rewrite_status(
                 address, mailer, sender=sender, header=header
             )
@@ -197,8 +200,6 @@ class MailerAddresses:
 
     def _by_tables(self, address: str, plan: str) -> str:
         router = self.router
-        if plan == UNCHANGED:
-            return address
         if plan == SMTP_SENDER:
             return router.rewrite_sender(address, envelope=True)
         if plan == SMTP_HEADER_SENDER:

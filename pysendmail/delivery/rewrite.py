@@ -6,9 +6,11 @@ Disposition-Notification-To: `headers.is_sender_header`) and a recipient header 
 Cc:, Bcc:, Resent-To/Cc/Bcc, Apparently-To) hold a comma-separated list of addresses;
 each one is handed to the mailer's rewriting (`AddressRewrite`: rulesets 1 or 2, the
 mailer's S= or R= header part, 4), which keeps its phrase and comments (crackaddr) and
-replaces the address only. A header none of whose addresses change is left exactly as it
-came; one that changes is written as commaize() writes it: the addresses joined by ", ",
-folded before the 79th column onto lines indented by eight spaces.
+replaces the address only. Each such header is written again as commaize() writes it:
+the addresses joined by ", ", folded before the 79th column onto lines indented by eight
+spaces (`a@x,b@y` goes out as `a@x, b@y`, as sendmail sends it). A message none of whose
+address headers holds `,`, `(`, `<` or `;` is old style: its recipient lists are
+separated by blanks.
 
 Pure: header records in, header records out. The queued message is never changed; the
 deliverers build the rewritten copy for each delivery.
@@ -63,6 +65,49 @@ def split_addresses(value: str) -> list[str]:
     return [text for item in items if (text := item.strip(" \t\r\n"))]
 
 
+def split_old_style(value: str) -> list[str]:
+    """An old-style list (`alice bob`): the addresses separated by blanks, except that
+    blanks around an `@` do not end one (`bob @ host`), quoted strings kept whole."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in value.strip():
+        if escaped or quoted:
+            current.append(ch)
+            quoted = quoted and (escaped or ch != '"')
+            escaped = not escaped and ch == "\\"
+            continue
+        if ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = True
+        elif ch in " \t\r\n":
+            if current:
+                words.append("".join(current))
+                current = []
+            continue
+        current.append(ch)
+    if current:
+        words.append("".join(current))
+    names: list[str] = []
+    for word in words:
+        if names and (word.startswith("@") or names[-1].endswith("@")):
+            names[-1] += " " + word
+        else:
+            names.append(word)
+    return names
+
+
+def is_old_style(headers: Iterable[Header]) -> bool:
+    """sendmail's EF_OLDSTYLE: no sender or recipient header holds `,`, `(`, `<` or `;`,
+    so the recipient lists are taken as blank-separated."""
+    return not any(
+        (is_sender_header(h.name) or is_recipient_header(h.name))
+        and any(ch in h.value for ch in ",(<;")
+        for h in headers
+    )
+
+
 def commaize(name: str, addresses: Iterable[str], *, line_limit: int = 0) -> str:
     """The value of header `name` holding `addresses`, folded as sendmail folds it."""
     limit = line_limit - 2 if 2 <= line_limit <= MAX_HEADER_LINE + 2 else MAX_HEADER_LINE
@@ -100,18 +145,19 @@ def rewrite_header(
     *,
     line_limit: int = 0,
     from_domain: str | None = None,
+    old_style: bool = False,
 ) -> Header:
-    """One header with its addresses rewritten for a mailer; itself when nothing changes
-    or when it is no address header. With `from_domain` (the message came from a mailer
-    with F=C), an address without a domain gets that one first."""
+    """One header with its addresses rewritten for a mailer, written again as commaize()
+    writes it; itself when it is no address header. With `from_domain` (the message came
+    from a mailer with F=C), an address without a domain gets that one first; with
+    `old_style`, a recipient list is split at blanks."""
     sender = is_sender_header(header.name)
     if (not sender and not is_recipient_header(header.name)) or is_bcc_header(header.name):
         return header  # a Bcc: goes out empty or not at all (headers.render)
-    addresses = split_addresses(header.unfolded())
+    split = split_old_style if old_style and not sender else split_addresses
+    addresses = split(header.unfolded())
     given = [add_domain(a, from_domain) for a in addresses] if from_domain else addresses
     rewritten = [rewrite(address, sender, True) for address in given]
-    if rewritten == addresses:
-        return header
     kept = [address for address in rewritten if address]
     value = commaize(header.name, kept, line_limit=line_limit)
     return Header(
@@ -130,6 +176,11 @@ def rewrite_headers(
     from_domain: str | None = None,
 ) -> list[Header]:
     """The header list with every sender and recipient header rewritten for a mailer."""
+    headers = list(headers)
+    old_style = is_old_style(headers)
     return [
-        rewrite_header(h, rewrite, line_limit=line_limit, from_domain=from_domain) for h in headers
+        rewrite_header(
+            h, rewrite, line_limit=line_limit, from_domain=from_domain, old_style=old_style
+        )
+        for h in headers
     ]

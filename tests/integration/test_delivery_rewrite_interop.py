@@ -108,3 +108,39 @@ def test_mail_from_a_mailer_with_f_c_gets_the_senders_domain(sendmail_env):  # n
         "To: alice@remote.example.net, bob@mail.example.com,\n"
         "        carol@remote.example.net (Carol)\n"
     ) in ours
+
+
+def test_address_lists_are_written_again_as_sendmail_writes_them(sendmail_env):  # noqa: F811
+    """commaize(): `a,b` gets its blank, a folded list is folded again before column 79,
+    groups and `undisclosed-recipients:;` stay as they are."""
+    binary, base = sendmail_env
+    cc = "c1@x.example, c2@x.example, c3@x.example,\n c4@x.example, c5@x.example, "
+    cc += "c6@x.example, c7@x.example, c8@x.example"
+    headers = [
+        Header("Return-Path", f"<{MACRO_CHAR}g>", condition="P"),
+        Header("Date", "Mon, 2 Jan 2006 15:04:05 +0000"),
+        Header("From", "bob@mail.example.com"),
+        Header("To", "a@x.example,b@y.example"),
+        Header("Cc", cc),
+        Header("Resent-To", "undisclosed-recipients:;"),
+        Header("Apparently-To", "friends: a@x.example, b@y.example;, dave"),
+        Header("Subject", "lists"),
+    ]
+    ours, theirs = deliver_both(binary, base, "bob@mail.example.com", headers)
+    assert ours == theirs
+    assert "To: a@x.example, b@y.example\n" in ours
+    assert "c5@x.example,\n        c6@x.example" in ours
+
+
+def test_an_old_style_message_has_its_blank_separated_list_split(sendmail_env):  # noqa: F811
+    binary, base = sendmail_env
+    headers = [
+        Header("Return-Path", f"<{MACRO_CHAR}g>", condition="P"),
+        Header("Date", "Mon, 2 Jan 2006 15:04:05 +0000"),
+        Header("From", "bob@mail.example.com"),
+        Header("To", "alice carol"),
+        Header("Subject", "old style"),
+    ]
+    ours, theirs = deliver_both(binary, base, "bob@mail.example.com", headers)
+    assert ours == theirs
+    assert "To: alice, carol\n" in ours

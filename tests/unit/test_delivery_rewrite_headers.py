@@ -49,9 +49,21 @@ def test_only_the_address_is_replaced_phrase_and_comments_stay():
     assert out[2] is headers[2]
 
 
-def test_a_header_without_changes_is_kept_byte_for_byte():
+def test_address_headers_are_written_again_as_commaize_writes_them():
     header = Header("To", "a@x,b@y", raw="To: a@x,b@y\n")
-    assert rewrite_headers([header], qualify)[0] is header
+    assert rewrite_headers([header], qualify)[0].value == "a@x, b@y"
+
+
+def test_an_old_style_message_has_blank_separated_recipient_lists():
+    headers = [Header("From", "bob"), Header("To", 'alice carol "d e" f @ host')]
+    out = rewrite_headers(headers, qualify)
+    unfolded = out[1].value.replace(",\n        ", ", ")
+    assert unfolded == (
+        'alice@mail.example.com, carol@mail.example.com, "d e"@mail.example.com, f @ host'
+    )
+    # one comma, parenthesis, angle or semicolon anywhere: new style, one address
+    headers.append(Header("Cc", "x, y"))
+    assert rewrite_headers(headers, qualify)[1].value == 'alice carol "d e" f @ host'  # one
 
 
 def test_long_lists_are_folded_as_commaize_folds_them():
