@@ -72,6 +72,19 @@ def one_session(service: SmtpService, numbers: list[int], distinct: int) -> None
     say(b"QUIT\r\n", b"221")
 
 
+def _memos(service: SmtpService) -> list[tuple[str, object]]:
+    """The rules engine's memos the service holds (rules/memo.py), when the cf has rules."""
+    found = []
+    checks = getattr(service.policy, "rule_checks", None)
+    if checks is not None and checks.world.memo is not None:
+        found.append(("check rulesets", checks.world.memo))
+    router = getattr(getattr(service.policy, "recipients", None), "router", None)
+    rules = getattr(getattr(router, "_rules", None), "_router", None)
+    if rules is not None and rules.world.memo is not None:
+        found.append(("router", rules.world.memo))
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cf", choices=sorted(CONFIGS), default="office")
@@ -121,6 +134,10 @@ def main() -> int:
             f"addresses={args.addresses}: {per:.2f} ms CPU per message "
             f"({args.messages / spent:.0f} msgs/s of one CPU)"
         )
+        for name, memo in _memos(service):
+            print(
+                f"memo of the {name}: {len(memo)} keys, {memo.hits} hits, {memo.misses} misses"
+            )
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return 0

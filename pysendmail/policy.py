@@ -90,7 +90,10 @@ class PerThreadLookup:
         if current is None:
             before = self._stamp() if self._stamp is not None else None
             current = self._factory()
-            current.lookup("")  # type: ignore[attr-defined]  # open it now
+            try:
+                current.lookup("")  # type: ignore[attr-defined]  # open it now
+            except Exception:  # unreadable: the lookups say so; the version is unknown
+                before = None
             after = self._stamp() if self._stamp is not None else None
             self._local.stamp = before if before == after else None
             self._local.map = current

@@ -482,7 +482,11 @@ class Rewriter:
         loopcount = 0
         lowered = _lowered(pvp)
         present = set(lowered)
+        size = len(pvp)
+        first = lowered[0] if size else None
+        final = lowered[-1] if size else None
         done = bool(pvp) and pvp[0][:1] == CANONNET
+        match = self._match
         while index < nrules and not done:
             rule = rules[index]
             loopcount += 1
@@ -491,16 +495,15 @@ class Rewriter:
                     f"554 5.3.5 Infinite loop in ruleset {rulename}, rule {index + 1}"
                 )
                 break
+            head = rule.head
+            tail = rule.tail
             if (
-                rule.min_tokens > len(pvp)
-                or (rule.head is not None and rule.head != lowered[0])
-                or (rule.tail is not None and rule.tail != lowered[-1])
+                rule.min_tokens > size
+                or (head is not None and head != first)
+                or (tail is not None and tail != final)
                 or not rule.literals <= present
+                or (matches := match(rule, pvp, lowered)) is None
             ):
-                matches = None
-            else:
-                matches = self._match(rule, pvp, lowered)
-            if matches is None:
                 index += 1
                 loopcount = 0
                 continue
@@ -566,6 +569,9 @@ class Rewriter:
                 pvp[:] = npvp
                 lowered = nlowered
                 present = set(nlowered)
+                size = len(pvp)
+                first = lowered[0] if size else None
+                final = lowered[-1] if size else None
                 done = bool(pvp) and pvp[0][:1] == CANONNET
             if rule.last:
                 break

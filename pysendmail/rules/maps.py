@@ -213,7 +213,12 @@ class KeyValueMap(Map):
         stamp_of = getattr(table, "data_stamp", None) or getattr(
             getattr(table, "__self__", None), "data_stamp", None
         )
-        return stamp_of() if stamp_of is not None else None
+        if stamp_of is None:
+            return None
+        try:
+            return stamp_of()
+        except Exception:  # a map that cannot say: its answers are not remembered
+            return None
 
     def _get(self, key: str) -> str | None:
         table = self.table

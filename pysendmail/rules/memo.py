@@ -25,7 +25,8 @@ from typing import Protocol
 
 from pysendmail.record import field, record
 
-DEFAULT_SIZE = 8192  # keys
+OUTER_SIZE = 8192  # keys asked by the engine's users (about 1 KB each)
+INNER_SIZE = 4096  # keys of subroutine calls
 VARIANTS = 4  # results a key keeps
 
 
@@ -65,26 +66,52 @@ class Remembered:
     reads: Reads
 
 
-class RuleMemo:
-    """An LRU of ruleset results, each valid while what it read is unchanged."""
+class _Lru:
+    """Keys to a few results each, the least recently used key dropped beyond `size`."""
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[Key, tuple[Remembered, ...]] = OrderedDict()
+        self.entries: OrderedDict[Key, tuple[Remembered, ...]] = OrderedDict()
+
+    def get(self, key: Key) -> tuple[Remembered, ...]:
+        variants = self.entries.get(key)
+        if variants is None:
+            return ()
+        self.entries.move_to_end(key)
+        return variants
+
+    def put(self, key: Key, entry: Remembered) -> None:
+        variants = self.entries.get(key, ())
+        self.entries[key] = (entry, *variants[: VARIANTS - 1])
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+class RuleMemo:
+    """Ruleset results, each valid while what it read is unchanged.
+
+    The calls the engine's users make (a check ruleset, rulesets 3 and 0 of an address)
+    and the subroutine calls they make are kept apart: an address's dozens of subroutine
+    calls never push out the few answers its next message asks for again."""
+
+    def __init__(self, size: int = OUTER_SIZE, inner_size: int = INNER_SIZE) -> None:
+        self._outer = _Lru(size)  # recursion level 0
+        self._inner = _Lru(inner_size)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._outer.entries) + len(self._inner.entries)
+
+    def _tier(self, key: Key) -> _Lru:
+        return self._outer if key[1] == 0 else self._inner
 
     def get(self, key: Key, macros: Mapping[str, str]) -> Remembered | None:
         with self._lock:
-            variants = self._entries.get(key)
-            if variants is not None:
-                self._entries.move_to_end(key)
-                variants = list(variants)
-        for found in variants or ():
+            variants = self._tier(key).get(key)
+        for found in variants:
             if _still_valid(found.reads, macros):
                 self.hits += 1
                 return found
@@ -96,15 +123,12 @@ class RuleMemo:
         macro values (one client's and another's), the latest first."""
         entry = Remembered(tokens, status, reads)
         with self._lock:
-            variants = self._entries.get(key, ())
-            self._entries[key] = (entry, *variants[: VARIANTS - 1])
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self._tier(key).put(key, entry)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._outer.entries.clear()
+            self._inner.entries.clear()
 
 
 def _still_valid(reads: Reads, macros: Mapping[str, str]) -> bool:

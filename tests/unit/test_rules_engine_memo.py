@@ -13,6 +13,7 @@ from pysendmail.rules.address import AddressRules
 from pysendmail.rules.checks import run_check
 from pysendmail.rules.context import RuleWorld, build_world
 from pysendmail.rules.engine import Messages
+from pysendmail.rules.memo import Reads, RuleMemo
 from tests.unit.rules_support import BT_CONFIGS, HOSTNAME, bt_cases, load_cf, world_from_text
 
 CF = """\
@@ -193,3 +194,17 @@ def test_recorded_addresses_get_the_same_answers_with_and_without_the_memo(
         assert _answers(remembering, address) == expected, address
         assert _answers(remembering, address) == expected, address  # now from the memo
     assert remembering.memo.hits > len(addresses)
+
+
+def test_the_memo_is_bounded_and_subroutine_calls_never_push_out_callers_questions() -> None:
+    memo = RuleMemo(size=2, inner_size=3)
+    for number in range(2):
+        memo.put((10, 0, 100, f"asked{number}"), ("answer",), 0, Reads())
+    for number in range(50):
+        memo.put((11, 1, 100, f"sub{number}"), ("sub",), 0, Reads())
+    assert len(memo) == 2 + 3
+    assert memo.get((10, 0, 100, "asked0"), {}) is not None
+    assert memo.get((11, 1, 100, "sub0"), {}) is None  # the oldest subroutine call went
+    memo.put((10, 0, 100, "asked2"), ("answer",), 0, Reads())
+    assert memo.get((10, 0, 100, "asked1"), {}) is None  # least recently used of the two
+    assert memo.get((10, 0, 100, "asked0"), {}) is not None
