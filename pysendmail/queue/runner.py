@@ -376,17 +376,33 @@ class QueueRunner:
                 live.append((index, delivery))
         if not live:
             return
-        if not getattr(self.deliverers.get(mailer), "announces_connections", False):
+        announced = getattr(self.deliverers.get(mailer), "announces_connections", False)
+        if not announced:
             for index, delivery in live:
                 self._connecting(recipients[index], delivery)
         results = self._call_deliverer(message, mailer, live)
+        if self.verbose:
+            self._say_results([recipients[i].address for i, _ in live], results, announced)
         for (index, delivery), result in zip(live, results, strict=True):
             key = _host_key(delivery)
             if key is not None and result.is_temporary:
                 self._host_status[key] = result
-            if self.verbose:
-                self._say(f"{recipients[index].address}... {result.text}")
             yield index, delivery, result
+
+    def _say_results(
+        self, addresses: list[str], results: list[DeliveryResult], grouped: bool
+    ) -> None:
+        """-v: each recipient's outcome; of one SMTP transaction (`grouped`), the
+        recipients with the same outcome on one line, as sendmail names them
+        (`<a@x>,<b@x>... Sent (...)`)."""
+        lines: dict[str, list[str]] = {}
+        for address, result in zip(addresses, results, strict=True):
+            if grouped:
+                lines.setdefault(result.text, []).append(address)
+            else:
+                self._say(f"{address}... {result.text}")
+        for text, named in lines.items():
+            self._say(f"{','.join(named)}... {text}")
 
     def _call_deliverer(
         self, message: QueuedMessage, mailer: str, members: list[tuple[int, Any]]

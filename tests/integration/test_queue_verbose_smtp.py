@@ -148,6 +148,9 @@ def test_a_run_shows_each_dialogue_and_names_the_cached_connection(tmp_path, sin
     assert reused[1].startswith("250 ")
     assert not any("Connecting to" in line or "EHLO" in line for line in reused)
     assert {who, reused_who} == {"<r0@remote.test>", "<r1@remote.test>,<r2@remote.test>"}
+    # one line for the recipients of one transaction with the same outcome
+    assert f"{who}... Sent (queued)" in opened
+    assert f"{reused_who}... Sent (queued)" in reused
     assert reused[-3:-1] == ["Closing connection to [127.0.0.1]", ">>> QUIT"]
     assert reused[-1].startswith("221 ")
     assert "secret body" not in out.getvalue()
