@@ -94,7 +94,7 @@ def main() -> None:
             listed = subprocess.run(theirs, capture_output=True, text=True)
             if listed.stdout.endswith(total):
                 commands["sendmail -bp"] = theirs
-                print(f"identical listing: {listed.stdout == out.stdout == text}")
+                print(f"identical listing: {listed.stdout == out.stdout}")
             else:
                 print(f"sendmail -bp      not measured: {(listed.stdout + listed.stderr)[-200:]}")
         # the commands take turns, so that a change of the machine's load hits both

@@ -51,8 +51,11 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
         text, status = listing.list_queue_json(queue_dir, order=order)
         out.write(text)
         return status
+    marks = listing.LoadMarks.from_options(config.options)
     if inv.queue_run is None:  # the whole queue: the plain mailq, the one timed most
-        text, status = listing.list_queue(queue_dir, verbose=inv.verbose, order=order, split=True)
+        text, status = listing.list_queue(
+            queue_dir, verbose=inv.verbose, order=order, split=True, marks=marks
+        )
         out.write(text)
         return status
     try:
@@ -61,7 +64,7 @@ def _print_queue(inv: Invocation, out: TextIO, err: TextIO) -> int:
         reason = os.strerror(error.errno) if error.errno else str(error)
         out.write(f"can not chdir({queue_dir}/): {reason}\n")
         return int(ExitCode.CONFIG)
-    text = listing.format_listing(queue_dir, messages, inv.verbose)
+    text = listing.format_listing(queue_dir, messages, inv.verbose, marks)
     if inv.queue_run is not None and inv.queue_run.queue_group is not None:
         text = text[: text.rindex("\t\tTotal requests:")]
     out.write(text)

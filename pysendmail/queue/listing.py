@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 from pysendmail.headers import decode
-from pysendmail.queue.items import ListedMessage, ListedRecipient, Row, field, gather, read_rows
+from pysendmail.queue.items import (
+    ListedMessage,
+    ListedRecipient,
+    Row,
+    field,
+    gather,
+    number,
+    read_rows,
+)
 from pysendmail.record import asdict
 from pysendmail.sysexits import ExitCode
 
-__all__ = ["ListedMessage", "ListedRecipient", "format_listing", "gather", "list_queue"]
+__all__ = [
+    "ListedMessage",
+    "ListedRecipient",
+    "LoadMarks",
+    "format_listing",
+    "gather",
+    "list_queue",
+]
 
 
 # The bytes prtstr() prints as they are; `\` is doubled, the others become \ooo.
@@ -53,12 +69,78 @@ def _printable(raw: bytes, width: int) -> bytes:
     return bytes(out)
 
 
-def format_listing(display_dir: str, messages: list[ListedMessage], verbose: bool = False) -> str:
+class LoadMarks:
+    """The marks sendmail's listing gives an item nobody holds: `-` when a queue run would
+    find it too young to try again (MinQueueAge, or MaxQueueAge), `X` when a run would
+    only keep it queued for the load average (QueueLA, default 8 per CPU online, and
+    QueueFactor: its priority above QueueFactor / (load - QueueLA + 1)). The load is
+    the one-minute average rounded, as sendmail's getla() gives it."""
+
+    def __init__(
+        self,
+        load: int,
+        queue_la: int,
+        queue_factor: int = 600000,
+        min_queue_age: float = 0,
+        max_queue_age: float = 0,
+        now: float | None = None,
+    ) -> None:
+        self.load, self.queue_la, self.queue_factor = load, queue_la, queue_factor
+        self.min_queue_age, self.max_queue_age = min_queue_age, max_queue_age
+        self.now = time.time() if now is None else now
+        # nothing to mark, the usual case: the listing then spends nothing on it
+        self.active = load >= queue_la or min_queue_age > 0 or max_queue_age > 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> LoadMarks:
+        queue_la = options.get("QueueLA")
+        try:
+            load = int(os.getloadavg()[0] + 0.5)
+        except OSError:
+            load = -1
+        return cls(
+            load,
+            int(queue_la) if queue_la is not None else 8 * (os.cpu_count() or 1),  # type: ignore[call-overload]
+            int(options.get("QueueFactor") or 600000),  # type: ignore[call-overload]
+            float(options.get("MinQueueAge") or 0),  # type: ignore[arg-type]
+            float(options.get("MaxQueueAge") or 0),  # type: ignore[arg-type]
+        )
+
+    def mark(self, row: Row) -> bytes:
+        if self._too_young(row):
+            return b"-"
+        if self.load >= self.queue_la and row[0] > self.queue_factor // (
+            self.load - self.queue_la + 1
+        ):
+            return b"X"
+        return b" "
+
+    def _too_young(self, row: Row) -> bool:
+        if not (self.min_queue_age > 0 or self.max_queue_age > 0):
+            return False
+        envelope = row[11]
+        if number(envelope, b"\nN") == 0 and b"\nN" in envelope:
+            return False  # never tried yet
+        last_try = number(envelope, b"\nK")
+        age = self.now - last_try
+        if self.max_queue_age > 0:
+            return age < min(last_try - row[5], self.max_queue_age)
+        return 0 <= age < self.min_queue_age
+
+
+def format_listing(
+    display_dir: str,
+    messages: list[ListedMessage],
+    verbose: bool = False,
+    marks: LoadMarks | None = None,
+) -> str:
     """The text of the listing for one queue directory, `Total requests` line included."""
-    return format_rows(display_dir, [message.row for message in messages], verbose)
+    return format_rows(display_dir, [message.row for message in messages], verbose, marks)
 
 
-def format_rows(display_dir: str, rows: list[Row], verbose: bool = False) -> str:
+def format_rows(
+    display_dir: str, rows: list[Row], verbose: bool = False, marks: LoadMarks | None = None
+) -> str:
     """format_listing() of read_rows()'s rows."""
     count = len(rows)
     if count == 0:
@@ -66,6 +148,11 @@ def format_rows(display_dir: str, rows: list[Row], verbose: bool = False) -> str
     plural = "" if count == 1 else "s"
     head = f"\t\t{display_dir} ({count} request{plural})\n"
     times = _Times()
+    if marks is not None and marks.active:
+        rows = [
+            (*row[:3], marks.mark(row), *row[4:]) if row[3] == b" " and not row[4] else row
+            for row in rows
+        ]
     if verbose:
         head += "-----Q-ID----- --Size-- -Priority- ---Q-Time--- --------Sender/Recipient--------\n"
         body = [_format_verbose(row, times) for row in rows]
@@ -149,17 +236,18 @@ def list_queue(
     prefix: str = "qf",
     order: str = "priority",
     split: bool = False,
+    marks: LoadMarks | None = None,
 ) -> tuple[str, int]:
     """`mailq` / `sendmail -bp` [-v] [-qQ | -qL]: (stdout text, exit status), in the
-    QueueSortOrder `order`. `split`: a large queue may be read by two processes (see
-    queue.items.read_rows)."""
+    QueueSortOrder `order`, with `marks` for what a queue run would skip now. `split`: a
+    large queue may be read by two processes (see queue.items.read_rows)."""
     shown = display_dir if display_dir is not None else queue_dir
     try:
         rows = read_rows(queue_dir, prefix, order, split=split)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         return f"can not chdir({shown}/): {reason}\n", int(ExitCode.CONFIG)
-    return format_rows(shown, rows, verbose), int(ExitCode.OK)
+    return format_rows(shown, rows, verbose, marks), int(ExitCode.OK)
 
 
 def to_json(queue_dir: str, messages: list[ListedMessage]) -> dict:

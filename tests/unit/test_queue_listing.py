@@ -304,3 +304,50 @@ def test_host_order_puts_the_hosts_with_a_locked_message_last(tmp_path):
     finally:
         os.close(fd)
     assert _order(tmp_path, "host")[0] == "6AQBB1aa000001"
+
+
+def _marked(queue_dir, marks) -> dict[str, str]:
+    text, _ = listing.list_queue(str(queue_dir), marks=marks)
+    return {line[:14]: line[14] for line in text.splitlines() if QID_LINE.match(line)}
+
+
+def test_load_average_marks_what_a_run_would_only_keep_queued(tmp_path, utc):
+    _qf(tmp_path, "6AQBB1aa000001", 200000, 1, "a@x.test")
+    _qf(tmp_path, "6AQBB1aa000002", 100000, 1, "b@x.test")
+    _qf(tmp_path, "6AQBB1aa000003", 300000, 1, "c@x.test")
+    fd = os.open(tmp_path / "qf6AQBB1aa000003", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # load 20, QueueLA 16: X above 600000 / (20 - 16 + 1) = 120000; a lock wins
+        busy = _marked(tmp_path, listing.LoadMarks(20, 16))
+        assert busy == {"6AQBB1aa000001": "X", "6AQBB1aa000002": " ", "6AQBB1aa000003": "*"}
+    finally:
+        os.close(fd)
+    quiet = _marked(tmp_path, listing.LoadMarks(15, 16))
+    assert set(quiet.values()) == {" "}
+    assert _marked(tmp_path, None) == quiet
+
+
+def test_min_queue_age_marks_a_message_too_young_to_try(tmp_path, utc):
+    now = 1795700000
+    for qid, last_try, tries in (("01", now - 60, 1), ("02", now - 7200, 1), ("03", now - 60, 0)):
+        (tmp_path / f"qf6AQBB1aa0000{qid}").write_bytes(
+            b"V8\nT%d\nK%d\nN%d\nP1\nSs@a.test\nRPFD:u@x.test\n.\n" % (now - 9000, last_try, tries)
+        )
+    young = _marked(tmp_path, listing.LoadMarks(0, 16, min_queue_age=3600, now=now))
+    # tried a minute ago: too young; two hours ago: due; never tried (N0): due
+    assert young == {"6AQBB1aa000001": "-", "6AQBB1aa000002": " ", "6AQBB1aa000003": " "}
+    # MaxQueueAge: too young while the time since the last try is under the time it
+    # had been queued then, at most MaxQueueAge
+    capped = _marked(tmp_path, listing.LoadMarks(0, 16, max_queue_age=30, now=now))
+    assert capped == {"6AQBB1aa000001": " ", "6AQBB1aa000002": " ", "6AQBB1aa000003": " "}
+    loose = _marked(tmp_path, listing.LoadMarks(0, 16, max_queue_age=86400, now=now))
+    # 01: queued 8940 s before its last try a minute ago; 02: 1800 s, two hours ago
+    assert loose == {"6AQBB1aa000001": "-", "6AQBB1aa000002": " ", "6AQBB1aa000003": " "}
+
+
+def test_queue_la_defaults_to_eight_per_cpu():
+    marks = listing.LoadMarks.from_options({"QueueLA": None, "QueueFactor": 600000})
+    assert marks.queue_la == 8 * (os.cpu_count() or 1)
+    assert listing.LoadMarks.from_options({"QueueLA": 3}).queue_la == 3
+    assert marks.load == int(os.getloadavg()[0] + 0.5)
