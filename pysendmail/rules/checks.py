@@ -62,7 +62,9 @@ def run_check(
     for name, value in (macros or {}).items():
         session[macro_id(name)] = value
     messages = Messages()
-    rewriter = world.rewriter(macros=session, messages=messages, trace=trace)
+    # One rewrite() over macros of its own, read by nothing afterwards: a macro the
+    # ruleset sets (sendmail's tls_client sets {TLS_Name}) dies with this call.
+    rewriter = world.rewriter(macros=session, messages=messages, trace=trace, private_macros=True)
     text = first if second is None else f"{first}{CONDELSE}{second}"
     scanned = tk.prescan(text, "\0", world.tables.no_comments, report=messages.usrerr)
     if scanned.tokens is None:

@@ -348,8 +348,10 @@ class RuleWorld:
         macros: dict[str, str] | None = None,
         messages: Messages | None = None,
         trace: Callable[[str], None] | None = None,
+        private_macros: bool = False,
     ) -> Rewriter:
-        """A Rewriter over this world with its own macros (a copy unless given)."""
+        """A Rewriter over this world with its own macros (a copy unless given);
+        `private_macros`: see Rewriter (nothing reads them after the call)."""
         return Rewriter(
             self.book,
             tables=self.tables,
@@ -360,6 +362,7 @@ class RuleWorld:
             messages=messages,
             trace=trace,
             memo=self.memo,
+            private_macros=private_macros,
         )
 
 

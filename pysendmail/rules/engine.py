@@ -396,6 +396,7 @@ class Rewriter:
         messages: Messages | None = None,
         trace: Callable[[str], None] | None = None,
         memo: RuleMemo | None = None,
+        private_macros: bool = False,
     ) -> None:
         self.book = book
         self.tables = tables
@@ -407,6 +408,11 @@ class Rewriter:
         self.trace = trace
         # A traced call must print every line each time: nothing is remembered then.
         self.memo = memo if trace is None else None
+        # True when nothing reads `macros` after the outermost rewrite() returns (a check
+        # ruleset run by rules/checks.py): then a macro that call sets dies with it, and
+        # its result may be remembered all the same; anywhere else a call that sets a
+        # macro (the `macro` map) is run every time, for its effect.
+        self.private_macros = private_macros
         self._reads: list[Reads] = []  # what each call being remembered has read so far
         self._longest: dict[str, tuple[int, int]] = {}  # class id -> (members, longest)
 
@@ -415,7 +421,7 @@ class Rewriter:
     def macvalue(self, mid: str) -> str | None:
         value = self.macros.get(mid)
         if self._reads:
-            self._reads[-1].macros[mid] = value
+            self._reads[-1].read(mid, value)
         return value
 
     def in_class(self, word: str, class_id: str) -> bool:
@@ -439,7 +445,8 @@ class Rewriter:
         if memo is None:
             return self._rewrite(pvp, ruleset, reclevel, maxatom)
         key = (ruleset, reclevel, maxatom, *pvp)
-        found = memo.get(key, self.macros)
+        private = reclevel == 0 and self.private_macros
+        found = memo.get(key, self.macros, private)
         if found is not None:
             pvp[:] = found.tokens
             if self._reads:
@@ -456,7 +463,7 @@ class Rewriter:
             self._reads.pop()
         if len(messages.raw) != said or messages.exit_stat != exit_stat:
             reads.tainted = True
-        if not reads.tainted:
+        if not reads.tainted and (private or not reads.written):
             memo.put(key, tuple(pvp), status, reads)
         if self._reads:
             self._reads[-1].merge(reads)
@@ -823,9 +830,11 @@ class Rewriter:
     def _note_map(self, themap: RuleMap) -> None:
         """The call being remembered consulted `themap`: its answer holds while the map's
         stamp is the same, and is not remembered for a map without one."""
+        reads = self._reads[-1]
+        if getattr(themap, "sets_macro", False):
+            return  # map_lookup() notes the macro it sets
         stamp_of = getattr(themap, "memo_stamp", None)
         stamp = stamp_of() if stamp_of is not None else None
-        reads = self._reads[-1]
         if stamp is None:
             reads.tainted = True
         elif stamp is not STATIC:
@@ -838,6 +847,10 @@ class Rewriter:
         try:
             lookup_in = getattr(themap, "lookup_in", None)
             if lookup_in is not None:
+                if self._reads and getattr(themap, "sets_macro", False):
+                    self._reads[-1].written.add(tk.macro_id(key))
+                elif self._reads:
+                    self._reads[-1].tainted = True
                 return lookup_in(key, [key, *args], self.macros)
             return themap.lookup(key, [key, *args])
         except Exception as exc:  # a map must never take the engine down

@@ -369,6 +369,7 @@ class MacroMap(Map):
     """`macro`: `$(macro {name} $@ value $)` sets a macro (unsets with no value); returns ""."""
 
     map_class = "macro"
+    sets_macro = True  # the rules engine notes which macro a call sets (rules/memo.py)
 
     def lookup_in(self, key: str, args: Sequence[str], macros: MutableMapping[str, str]) -> Result:
         """Set or clear the macro `key` in the caller's own macros."""

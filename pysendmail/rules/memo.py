@@ -10,10 +10,14 @@ the same stamp, so it is the answer the rules would give again.
 
 The engine (`Rewriter.rewrite`) records nothing, and so remembers nothing, for a call
 that wrote a message or an error, consulted a map without a stamp (DNS host lookups,
-`arith`, `macro`, `sequence`, `user`, `aliases`: see rules/maps.py) or ran traced
-(`-bt`). A world built anew (SIGHUP) starts with an empty memo; -bt's world (its `.D`,
-`.C` and `S` change it) has none. Bounded: the least recently used entries go first.
-Thread-safe: the daemon's sessions share one memo.
+`arith`, `sequence`, `user`, `aliases`: see rules/maps.py) or ran traced (`-bt`). A
+call that set a macro (the `macro` map) is remembered only when it is the outermost call
+of a caller whose macros nobody reads afterwards (a check ruleset, rules/checks.py): the
+macro dies with the call, so skipping the call skips nothing anyone sees; the macros it
+read after setting them are its own doing, not what it depends on. Anywhere else such a
+call runs every time, for its effect. A world built anew (SIGHUP) starts with an empty
+memo; -bt's world (its `.D`, `.C` and `S` change it) has none. Bounded: the least
+recently used entries go first. Thread-safe: the daemon's sessions share one memo.
 """
 
 from __future__ import annotations
@@ -47,16 +51,24 @@ class StampedMap(Protocol):
 
 @record
 class Reads:
-    """What one ruleset call (with the calls it made) depended on, as it ran."""
+    """What one ruleset call (with the calls it made) depended on, as it ran: the macros
+    it read before setting them itself, the maps, and the macros it set (`macro` map)."""
 
     macros: dict[str, str | None] = field(default_factory=dict)
     maps: dict[int, tuple[StampedMap, object]] = field(default_factory=dict)
     tainted: bool = False
+    written: set[str] = field(default_factory=set)
+
+    def read(self, mid: str, value: str | None) -> None:
+        if mid not in self.written:
+            self.macros.setdefault(mid, value)
 
     def merge(self, other: Reads) -> None:
-        self.macros.update(other.macros)
+        for mid, value in other.macros.items():
+            self.read(mid, value)
         self.maps.update(other.maps)
         self.tainted = self.tainted or other.tainted
+        self.written |= other.written
 
 
 @record(frozen=True)
@@ -108,10 +120,14 @@ class RuleMemo:
     def _tier(self, key: Key) -> _Lru:
         return self._outer if key[1] == 0 else self._inner
 
-    def get(self, key: Key, macros: Mapping[str, str]) -> Remembered | None:
+    def get(self, key: Key, macros: Mapping[str, str], private: bool = False) -> Remembered | None:
+        """A remembered result that holds for `macros`; one whose call set macros only
+        for a `private` caller (whose macros die with the call: see Rewriter)."""
         with self._lock:
             variants = self._tier(key).get(key)
         for found in variants:
+            if found.reads.written and not private:
+                continue
             if _still_valid(found.reads, macros):
                 self.hits += 1
                 return found

@@ -88,6 +88,9 @@ def macro_id(name: str) -> str:
         name = name[1:-1]
     if len(name) == 1:
         return name
+    found = _id_by_name.get(name)
+    if found is not None:
+        return found
     with _name_lock:
         found = _id_by_name.get(name)
         if found is None:
@@ -183,6 +186,12 @@ class Scan:
     end: int  # index in the text of the delimiter (or the end)
 
 
+# prescan()'s results by text, per token table (kept alive beside its results), for the
+# texts that scanned without a message; emptied when it holds SCANNED_KEPT texts.
+SCANNED_KEPT = 4096
+_scanned: dict[int, tuple[Sequence[int], dict[tuple[str, str, bool, int], Scan]]] = {}
+
+
 def prescan(
     text: str,
     delim: str = "\0",
@@ -196,10 +205,41 @@ def prescan(
 
     `delim` ends the address (outside quotes, comments and angle brackets); `report`
     receives sendmail's messages ("553 Unbalanced '<'", ...). Returns tokens None when
-    sendmail gives up (address too long, too many tokens, token too long).
+    sendmail gives up (address too long, too many tokens, token too long). The same text
+    scans the same way every time: a scan that reported nothing is kept and copied.
     """
     if table is None:
         table = DEFAULT_TABLES.address
+    kept = _scanned.get(id(table))
+    if kept is None or kept[0] is not table:
+        if len(_scanned) >= 8:  # the tables of configurations read before a reload
+            _scanned.clear()
+        kept = _scanned[id(table)] = (table, {})
+    results = kept[1]
+    key = (text, delim, ignore, bufsize)
+    found = results.get(key)
+    if found is None:
+        said: list[str] = []
+        found = _prescan(text, delim, table, ignore=ignore, report=said.append, bufsize=bufsize)
+        for message in said:
+            report(message)
+        if said:
+            return found
+        if len(results) >= SCANNED_KEPT:
+            results.clear()
+        results[key] = found
+    return Scan(None if found.tokens is None else list(found.tokens), found.end)
+
+
+def _prescan(
+    text: str,
+    delim: str,
+    table: Sequence[int],
+    *,
+    ignore: bool,
+    report: Report,
+    bufsize: int,
+) -> Scan:
     tokens: list[str] = []
     used = 0  # characters stored in sendmail's pvpbuf, NULs included
     limit = bufsize - 5

@@ -68,3 +68,31 @@ def test_rules_compiled_by_a_process_with_other_long_ids_still_match(
     assert "returns: multi joe\n" in _answer("2 joe@Gate.Example.ORG")
     assert "returns: macro joe\n" in _answer(".D{CacheProbeMacro}wanted\n2 joe@wanted")
     assert "returns: remote joe nowhere\n" in _answer("2 joe@nowhere")
+
+
+# ------------------------------------------------------------ prescan's kept scans
+
+OPS = tk.TokenTables.build(".:%@!^/[]+")
+
+
+def test_a_scan_with_messages_gives_them_every_time() -> None:
+    for _ in range(3):
+        said: list[str] = []
+        found = tk.prescan("<a@b", "\0", OPS.address, report=said.append)
+        assert said == ["553 Unbalanced '<'"]
+        assert found.tokens == ["<", "a", "@", "b", ">"]
+
+
+def test_a_kept_scan_is_handed_out_as_a_copy() -> None:
+    first = tk.prescan("kept@example.com", "\0", OPS.address)
+    assert first.tokens is not None
+    first.tokens[0] = "changed"
+    again = tk.prescan("kept@example.com", "\0", OPS.address)
+    assert again.tokens == ["kept", "@", "example", ".", "com"]
+    assert tk.prescan("kept@example.com", "\0", OPS.no_comments).tokens == again.tokens
+
+
+def test_the_same_text_scans_by_each_tables_own_operators() -> None:
+    other = tk.TokenTables.build(".@")
+    assert tk.prescan("a%b@c", "\0", OPS.address).tokens == ["a", "%", "b", "@", "c"]
+    assert tk.prescan("a%b@c", "\0", other.address).tokens == ["a%b", "@", "c"]
