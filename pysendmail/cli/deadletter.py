@@ -17,6 +17,10 @@ delivery attempt (-odi, -odb), by ErrorMode, as sendmail's savemail() decides:
   its `Saved message in` line on that terminal too. With no such terminal, or no
   dead.letter, the report is mailed.
 
+Recipients refused at submission (an unknown user) are held in every mode but `-oep`
+and returned the same way when the submission ends (`report_refused`): with `-oew` on
+the terminal and in dead.letter, else in a mailed report.
+
 A report about a report is never saved here: it goes the queue runner's way (to the
 postmaster). When a report cannot be queued the message stays in the queue, as any
 message whose attempt failed halfway.
@@ -81,6 +85,37 @@ def failure_hook(
                 terminal.close()
 
     return handle
+
+
+def report_refused(
+    queue_file: Any,
+    df_path: Path,
+    transcript: list[str],
+    *,
+    caller_uid: int,
+    caller_gid: int,
+    local_domains: frozenset[str],
+    daemon_name: str = "MAILER-DAEMON",
+) -> bool:
+    """-oew at the end of a submission that refused recipients: the transcript on the
+    caller's terminal, the message (as it is queued for the others) in dead.letter.
+    False when there is no such terminal or dead.letter: the report is then mailed."""
+    from pysendmail.queue.runner import QueuedMessage
+
+    home = _local_home(queue_file.sender, local_domains)
+    terminal = open_terminal()
+    if terminal is None:
+        return False
+    with terminal:
+        _write_transcript(terminal, daemon_name, transcript)
+        if home is None:
+            return False
+        path = os.path.join(home, "dead.letter")
+        message = QueuedMessage(qid=queue_file.qid, queue_file=queue_file, df_path=df_path)
+        if not save(path, message, caller_uid, caller_gid):
+            return False
+        terminal.write(f"{path}... Saved message in {path}\n")
+    return True
 
 
 def _local_home(sender: str, local_domains: frozenset[str]) -> str | None:
@@ -152,11 +187,15 @@ def open_terminal() -> TextIO | None:
 
 
 def _report_to_terminal(tty: TextIO, daemon_name: str, failed: list[tuple[Any, Any]]) -> None:
+    _write_transcript(tty, daemon_name, [result.text for _rcpt, result in failed])
+
+
+def _write_transcript(tty: TextIO, daemon_name: str, transcript: list[str]) -> None:
     """-oew: the errors on the caller's terminal, as sendmail's savemail() writes them."""
     tty.write(f"\r\nMessage from {daemon_name}...\r\n")
     tty.write("Errors occurred while sending mail.\r\n")
     tty.write("Transcript follows:\r\n")
-    for _rcpt, result in failed:
-        tty.write(f"{result.text}\n")
+    for line in transcript:
+        tty.write(f"{line}\n")
     tty.write("Original message will be saved in dead.letter.\r\n")
     tty.flush()

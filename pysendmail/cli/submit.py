@@ -407,7 +407,7 @@ def _finish(
     queue_file.priority = initial_priority(collected.size, len(named))
     qid = report_qid = None
     try:
-        if resolved.errors:
+        if resolved.errors and not _reported_on_terminal(ctx, caller, draft, queue_file, resolved):
             report_qid = _bounce(ctx, draft, queue_file, resolved, now)
         if resolved.targets:
             qid = draft.commit_queue_file(queue_file)
@@ -463,6 +463,26 @@ def _bounce(ctx: SubmitContext, draft, queue_file, resolved: Resolved, now: floa
             return None
         report_draft.write(dsn.body)
         return report_draft.commit(dsn.envelope, dsn.headers, hostname=ctx.hostname, now=now)
+
+
+def _reported_on_terminal(ctx: SubmitContext, caller: Caller, draft, queue_file, resolved) -> bool:
+    """-oew: the refused recipients on the caller's terminal and the message in
+    dead.letter, as sendmail's savemail() does; False when that cannot be (then mailed)."""
+    if ctx.error_mode != "w":
+        return False
+    from pysendmail.cli.deadletter import report_refused
+
+    draft._flush()  # the df must hold every byte before it is saved (no public flush yet)
+    transcript = [f"{_reply_code(s)} {s} {r}... {t}" for r, t, s in resolved.errors]
+    return report_refused(
+        queue_file,
+        draft.store.path("df", draft.qid),
+        transcript,
+        caller_uid=caller.uid,
+        caller_gid=caller.gid,
+        local_domains=ctx.local_domains,
+        daemon_name=ctx.macros.get("n") or "MAILER-DAEMON",
+    )
 
 
 def _actual_recipient(rcpt: str, ctx: SubmitContext) -> str | None:

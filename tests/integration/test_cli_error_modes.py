@@ -47,13 +47,19 @@ def can_log_in() -> bool:
 
 
 def run_on_terminal(
-    oracle_dir: Path, tmp_path: Path, extra: list[str], *, mode: int, logged_in: bool
+    oracle_dir: Path,
+    tmp_path: Path,
+    extra: list[str],
+    *,
+    mode: int,
+    logged_in: bool,
+    case_name: str = "submit_odi_unknown_host",
 ) -> tuple[int, bytes, bytes, Path]:
     """Run the case with standard output on a new pseudo-terminal of `mode` (standard
     error, where the mail log goes here, is a pipe, so ttypath() takes standard output's
     terminal): (exit status, what reached the terminal, standard error, queue)."""
-    case = cli_case(oracle_dir, "submit_odi_unknown_host")
-    argv = list(case["argv"])
+    case = cli_case(oracle_dir, case_name)
+    argv = [a for a in case["argv"] if a != "-oem"]
     queue = Path(next(a for a in argv if a.startswith("QueueDirectory=")).split("=", 1)[1])
     shutil.rmtree(queue, ignore_errors=True)
     queue.mkdir(parents=True)
@@ -185,3 +191,34 @@ def test_refused_recipients_are_held_but_in_print_mode(
     printed = b"nosuchuser... User unknown\n" if flag == "-oep" else b""
     assert (result.stdout, result.returncode) == (printed, status)
     assert any(queue.glob("qf*"))  # the report to the sender is queued in every mode
+
+
+def test_oew_reports_refused_recipients_on_the_terminal_at_once(
+    oracle_dir: Path, tmp_path: Path, sender: tuple[str, Path], boxes: Path
+) -> None:
+    """An unknown user at submission (-odq: no delivery at all): the error is held, then
+    written on the terminal and the message saved, instead of a report being queued."""
+    if not can_log_in():
+        pytest.skip("this machine does not let a process set its login uid (getlogin)")
+    name, home = sender
+    dead = home / "dead.letter"
+    dead.unlink(missing_ok=True)
+    status, seen, _, queue = run_on_terminal(
+        oracle_dir,
+        tmp_path,
+        ["-oew", "-odq", "-f", name],
+        mode=0o622,
+        logged_in=True,
+        case_name="submit_odi_nosuchuser_oem",
+    )
+    text = seen.decode().replace("\r", "")
+    assert status == 67
+    assert text == (
+        "\nMessage from MAILER-DAEMON...\nErrors occurred while sending mail.\n"
+        "Transcript follows:\n550 5.1.1 nosuchuser... User unknown\n"
+        "Original message will be saved in dead.letter.\n"
+        f"{dead}... Saved message in {dead}\n"
+    )
+    assert dead.read_text().startswith(f"From {name} ")
+    assert list(queue.iterdir()) == []  # no report queued: the user has it already
+    dead.unlink()
