@@ -40,6 +40,8 @@ from pysendmail.errors import MailError
 
 # (queue file, queued message, [(recipient, result)]) -> True when handled (no report)
 FailureHook = Callable[[Any, Any, list[tuple[Any, Any]]], bool]
+# -> the terminal -oew writes to, opened for writing; None when there is none
+TerminalOpener = Callable[[], "TextIO | None"]
 
 
 def failure_hook(
@@ -51,6 +53,7 @@ def failure_hook(
     hostname: str,
     out: TextIO | None,
     daemon_name: str = "MAILER-DAEMON",
+    terminal_opener: TerminalOpener | None = None,
 ) -> FailureHook:
     """The queue runner's `return_failures` for this submission's own attempt."""
 
@@ -62,7 +65,7 @@ def failure_hook(
         report_to = out
         terminal = None
         if error_mode == "w":
-            terminal = open_terminal()
+            terminal = (terminal_opener or open_terminal)()
             if terminal is None:
                 return False  # not logged in there, or `mesg n`: mail it
             _report_to_terminal(terminal, daemon_name, failed)
@@ -96,6 +99,7 @@ def report_refused(
     caller_gid: int,
     local_domains: frozenset[str],
     daemon_name: str = "MAILER-DAEMON",
+    terminal_opener: TerminalOpener | None = None,
 ) -> bool:
     """-oew at the end of a submission that refused recipients: the transcript on the
     caller's terminal, the message (as it is queued for the others) in dead.letter.
@@ -103,7 +107,7 @@ def report_refused(
     from pysendmail.queue.runner import QueuedMessage
 
     home = _local_home(queue_file.sender, local_domains)
-    terminal = open_terminal()
+    terminal = (terminal_opener or open_terminal)()
     if terminal is None:
         return False
     with terminal:
@@ -184,6 +188,30 @@ def open_terminal() -> TextIO | None:
         return open(path, "w", encoding="utf-8", errors="replace")
     except OSError:
         return None
+
+
+def terminal_fd() -> int | None:
+    """The caller's -oew terminal (as ttypath() finds it) as a descriptor, for handing
+    to the daemon with the submission; None when there is none."""
+    path = terminal_path()
+    if path is None:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        return None
+
+
+def opener_of(fd: int | None) -> TerminalOpener:
+    """A TerminalOpener for a terminal descriptor a user handed over (the daemon's side):
+    only a terminal is written to, each time through a copy of the descriptor."""
+
+    def open_given() -> TextIO | None:
+        if fd is None or not os.isatty(fd):
+            return None
+        return open(os.dup(fd), "w", encoding="utf-8", errors="replace")
+
+    return open_given
 
 
 def _report_to_terminal(tty: TextIO, daemon_name: str, failed: list[tuple[Any, Any]]) -> None:

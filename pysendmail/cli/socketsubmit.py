@@ -65,9 +65,13 @@ class Spool:
         return self.file  # type: ignore[return-value]
 
 
-def submit(path: str, inv: Invocation, spool: Spool, out: TextIO) -> int | None:
+def submit(
+    path: str, inv: Invocation, spool: Spool, out: TextIO, *, error_mode: str = "p"
+) -> int | None:
     """Hand the command line and the spooled input to the daemon's command-line socket
-    at `path`; see the module docstring."""
+    at `path`; see the module docstring. With -oew the caller's terminal (as ttypath()
+    finds it, with this user's rights) goes along as a descriptor for the daemon to
+    write the errors to."""
     from pysendmail.daemons.localsubmit import (
         MAX_REQUEST_LINE,
         chunk,
@@ -75,13 +79,21 @@ def submit(path: str, inv: Invocation, spool: Spool, out: TextIO) -> int | None:
         request_head,
     )
 
+    terminal = None
+    if error_mode == "w":
+        from pysendmail.cli.deadletter import terminal_fd
+
+        terminal = terminal_fd()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         sock.settimeout(REPLY_TIMEOUT)
         argv = list(inv.source_argv) or [inv.program]
-        sock.sendall(request_head(argv, os.environ.get("NAME")))
+        head = request_head(argv, os.environ.get("NAME"))
+        if terminal is not None:
+            head = head[socket.send_fds(sock, [head], [terminal]) :]
+        sock.sendall(head)
         for piece in spool.chunks():
             sock.sendall(chunk(piece))
         sock.sendall(chunk(b""))
@@ -91,6 +103,8 @@ def submit(path: str, inv: Invocation, spool: Spool, out: TextIO) -> int | None:
         return None
     finally:
         sock.close()
+        if terminal is not None:
+            os.close(terminal)
     reply = parse_reply(line)
     if reply is None:
         return None
@@ -103,14 +117,14 @@ def submit(path: str, inv: Invocation, spool: Spool, out: TextIO) -> int | None:
 
 def submit_for_peer(
     daemon_inv: Invocation, on_queued: Callable[[], Callable[[str], None] | None]
-) -> Callable[[list[str], str | None, int, BinaryIO], tuple[int, str, bool]]:
+) -> Callable[[list[str], str | None, int, BinaryIO, int | None], tuple[int, str, bool]]:
     """The daemon's half: a command line sent by user `uid`, run as the submission of a
     user who may write the queue would run it, with the daemon's configuration (its cf
     and its own -O settings) and what only a trusted user may say taken out. The delivery
     mode is the user's: -odi delivers before answering, -odb leaves it to the daemon's
     delivery (`on_queued`), -odq to the queue runs."""
 
-    def run(argv: list[str], name: str | None, uid: int, message: BinaryIO):
+    def run(argv: list[str], name: str | None, uid: int, message: BinaryIO, terminal: int | None):
         import io
 
         from pysendmail.cli import runtime
@@ -133,6 +147,9 @@ def submit_for_peer(
         config = runtime.load_config(daemon_inv)
         ctx = runtime.submit_context(config, inv)
         ctx.config_from_command_line = user_cf
+        from pysendmail.cli.deadletter import opener_of
+
+        ctx.terminal_opener = opener_of(terminal)  # the user's, never the daemon's own
         caller = direct.Caller.from_uid(uid)
         printed = io.StringIO()
         outcome = direct.submit(ctx, inv, caller, message, printed)

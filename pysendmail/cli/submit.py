@@ -84,6 +84,9 @@ class SubmitContext:
     # Alias expansion and recipient checks at submission: (lists, allow_programs) ->
     # routing.Expansion. None: recipients are queued as given.
     expand: Callable[[list[str], bool], Any] | None = None
+    # Where -oew writes: None for the caller's own terminal (ttypath); the daemon sets
+    # the terminal a user handed over with the submission.
+    terminal_opener: Callable[[], Any] | None = None
 
 
 @record
@@ -482,6 +485,7 @@ def _reported_on_terminal(ctx: SubmitContext, caller: Caller, draft, queue_file,
         caller_gid=caller.gid,
         local_domains=ctx.local_domains,
         daemon_name=ctx.macros.get("n") or "MAILER-DAEMON",
+        terminal_opener=ctx.terminal_opener,
     )
 
 
@@ -554,7 +558,7 @@ def _hand_over(
     if not os.path.exists(path):
         return handoff.hand_over(ctx, inv, caller, sys.stdin.buffer, out, err)
     spool = socketsubmit.Spool(sys.stdin.buffer, ctx.ignore_dots)
-    status = socketsubmit.submit(path, inv, spool, out)
+    status = socketsubmit.submit(path, inv, spool, out, error_mode=ctx.error_mode)
     if status is not None:
         return status
     return handoff.hand_over(ctx, inv, caller, spool.rewound(), out, err)
@@ -572,6 +576,7 @@ def _failure_hook(ctx: SubmitContext, caller: Caller, out: TextIO):
         hostname=ctx.hostname,
         out=out,
         daemon_name=ctx.macros.get("n") or "MAILER-DAEMON",
+        terminal_opener=ctx.terminal_opener,
     )
 
 

@@ -68,8 +68,11 @@ def peer_uid(sock: socket.socket) -> int:
     return uid
 
 
-# (argv, $NAME or None, uid, message) -> (exit status, printed text, retry elsewhere)
-CommandLine = Callable[[list[str], "str | None", int, "BinaryIO"], tuple[int, str, bool]]
+# (argv, $NAME or None, uid, message, the user's terminal descriptor or None)
+#   -> (exit status, printed text, retry elsewhere)
+CommandLine = Callable[
+    [list[str], "str | None", int, "BinaryIO", "int | None"], tuple[int, str, bool]
+]
 
 
 class LocalSubmitServer:
@@ -178,16 +181,49 @@ class LocalSubmitServer:
         assert self.command_line is not None
         uid = peer_uid(sock)
         sock.settimeout(SESSION_TIMEOUT)
-        stream = sock.makefile("rb")
-        with tempfile.TemporaryFile() as message:
-            request = read_request(stream, message.write)
-            if request is None:
-                return  # the client did not finish: nothing is queued
-            argv, name = request
-            message.seek(0)
-            status, output, retry = self.command_line(argv, name, uid, message)
+        # The first bytes may carry the user's terminal (-oew) as a descriptor.
+        first, fds, _flags, _address = socket.recv_fds(sock, 1 << 16, 1)
+        terminal = fds[0] if fds else None
+        try:
+            stream = _Joined(first, sock.makefile("rb"))
+            with tempfile.TemporaryFile() as message:
+                request = read_request(stream, message.write)
+                if request is None:
+                    return  # the client did not finish: nothing is queued
+                argv, name = request
+                message.seek(0)
+                status, output, retry = self.command_line(argv, name, uid, message, terminal)
+        finally:
+            if terminal is not None:
+                os.close(terminal)
         reply = {"status": status, "output": output, "retry": retry}
         sock.sendall(json.dumps(reply).encode() + b"\n")
+
+
+class _Joined:
+    """Bytes already received, then the rest of the stream: readline() and read()."""
+
+    def __init__(self, first: bytes, rest: BinaryIO) -> None:
+        self.pending = first
+        self.rest = rest
+
+    def readline(self, limit: int = -1) -> bytes:
+        while b"\n" not in self.pending and (limit < 0 or len(self.pending) < limit):
+            more = self.rest.read1(1 << 16) if hasattr(self.rest, "read1") else b""
+            if not more:
+                break
+            self.pending += more
+        end = self.pending.find(b"\n") + 1 or len(self.pending)
+        if limit >= 0:
+            end = min(end, limit)
+        line, self.pending = self.pending[:end], self.pending[end:]
+        return line
+
+    def read(self, size: int) -> bytes:
+        if self.pending:
+            data, self.pending = self.pending[:size], self.pending[size:]
+            return data
+        return self.rest.read(size)
 
 
 def _listen(path: str) -> socket.socket:

@@ -12,10 +12,12 @@ the queue IDs, the dates and the df's inode are masked. The cf keeps everything 
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,4 +162,81 @@ def test_refusals_are_printed_alike(user, host: Host) -> None:
     argv = ["-C", str(host.cf), "nosuchuser", "root"]
     by_socket, direct = both_ways(user, host, argv, PLAIN)
     assert by_socket[:2] == (67, b"nosuchuser... User unknown\n")
+    assert by_socket == direct
+
+
+def on_terminal_as_user(user: pwd.struct_passwd, host: Host, argv: list[str]) -> tuple[int, str]:
+    """Run sendmail as `user` with standard output and error on a new world-writable
+    pseudo-terminal, logged in (its audit login uid set, which getlogin() reads):
+    (exit status, what reached the terminal)."""
+    import select
+    import sys
+
+    from tests.integration.test_cli_socket_submit import warm_up
+
+    master, slave = os.openpty()
+    os.chmod(os.ttyname(slave), 0o622)
+    pid = os.fork()
+    if pid == 0:
+        status = 70
+        try:
+            os.close(master)
+            with open("/proc/self/loginuid", "w") as loginuid:
+                loginuid.write(str(user.pw_uid))
+            os.environ["XDG_CACHE_HOME"] = str(host.base / "user-cache")
+            warm_up(host)
+            from pysendmail.cli import deadletter  # noqa: F401 (imported as root)
+
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.dup2(slave, 1)
+            os.dup2(slave, 2)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (pytest replaced it)
+            sys.stdin = io.TextIOWrapper(io.BytesIO(PLAIN))
+            from pysendmail.cli.main import main
+
+            status = main(["sendmail", *argv])
+            sys.stdout.flush()
+        finally:
+            os._exit(status)
+    os.close(slave)
+    seen = bytearray()
+    while select.select([master], [], [], 60)[0]:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child's end is closed
+            break
+        if not data:
+            break
+        seen += data
+    os.close(master)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen.decode().replace("\r", "")
+
+
+def test_oew_reaches_the_users_terminal_through_the_socket(user, host: Host) -> None:
+    """-oew by a user whose mail goes through the daemon: the user's terminal goes along
+    with the submission, so the refused recipient is written there as by the direct way
+    (no dead.letter: this user has no home, so the report is mailed after all)."""
+    probe = subprocess.run(["sh", "-c", "echo 0 > /proc/self/loginuid"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this machine does not let a process set its login uid (getlogin)")
+    argv = ["-C", str(host.cf), "-oew", "nosuchuser", "root"]
+    results = []
+    for owner in (0, user.pw_uid):
+        os.chown(host.queue_dir, owner, -1)
+        try:
+            status, seen = on_terminal_as_user(user, host, argv)
+        finally:
+            os.chown(host.queue_dir, 0, -1)
+        results.append((status, seen, *take_queue(host)))
+    by_socket, direct = results
+    assert by_socket[:2] == (
+        67,
+        "\nMessage from MAILER-DAEMON...\nErrors occurred while sending mail.\n"
+        "Transcript follows:\n550 5.1.1 nosuchuser... User unknown\n"
+        "Original message will be saved in dead.letter.\n",
+    )
+    assert len(by_socket[2]) == 2  # the message for root and the report to the user
     assert by_socket == direct
