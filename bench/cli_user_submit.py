@@ -1,6 +1,7 @@
 """Wall time of `sendmail -t -i < message` run by an ordinary user (not root), who may not
-write the queue: through the running daemon's local socket, and through the submission
-directory when no daemon runs; beside a bare interpreter started the same way.
+write the queue: through the running daemon's command-line socket (the daemon runs the
+submission as that user), and through the submission directory when no daemon runs;
+beside a bare interpreter started the same way.
 
     python bench/cli_user_submit.py [--runs N] [--user NAME]     (as root)
 
@@ -73,10 +74,10 @@ def start_daemon(cf: Path, base: Path) -> int:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os._exit(main(argv))
-    from pysendmail.cli.socketsubmit import socket_path
+    from pysendmail.cli.socketsubmit import command_line_socket_path
 
     deadline = time.monotonic() + 60
-    while not os.path.exists(socket_path(str(base / "mqueue"))):
+    while not os.path.exists(command_line_socket_path(str(base / "mqueue"))):
         if time.monotonic() > deadline:
             sys.exit("the daemon did not open its socket: see daemon.log")
         time.sleep(0.05)

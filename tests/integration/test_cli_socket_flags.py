@@ -240,3 +240,15 @@ def test_oew_reaches_the_users_terminal_through_the_socket(user, host: Host) -> 
     )
     assert len(by_socket[2]) == 2  # the message for root and the report to the user
     assert by_socket == direct
+
+
+def test_odi_through_the_socket_is_delivered_before_the_answer(user, host: Host) -> None:
+    """-odi by a user whose mail goes through the daemon: the daemon delivers it before it
+    answers, and the answer carries the delivery's exit status."""
+    status, printed = sendmail_as(user, host, ["-C", str(host.cf), "-odi", "root"], PLAIN)
+    assert (status, printed) == (0, b"")
+    assert not any(host.queue_dir.iterdir())  # delivered, so gone from the queue
+    [delivered] = [p for p in (host.base / "maildirs" / "root" / "new").iterdir()]
+    text = delivered.read_text()
+    assert "Subject: both ways" in text and text.endswith("..dot-stuffed\nlast line\n")
+    assert "Received: (from pysendmail-test@localhost)" in text
