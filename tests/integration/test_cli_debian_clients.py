@@ -77,13 +77,22 @@ def wrapper(office: Path, queue: Path, tmp_path: Path) -> Path:
     return script
 
 
+def need_namespace() -> None:
+    """Skip unless this process may make a private mount namespace (root, unshare(1),
+    and a container that allows it)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode(errors='replace')}")
+
+
 def in_namespace(
     wrapper: Path, argv: list[str], layers: dict[str, Path] | None = None, **popen
 ) -> subprocess.CompletedProcess:
     """Run argv in a private mount namespace whose /usr/sbin/sendmail is `wrapper`; each
     of `layers` ({directory: layer}) is laid over that directory there too."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    need_namespace()
     overlays = {"/usr/sbin": wrapper.parent, **(layers or {})}
     script = "".join(
         f"mount -t overlay overlay -o lowerdir={shlex.quote(str(layer))}:{target} {target}"
@@ -252,8 +261,7 @@ def test_cron_mails_a_jobs_output_with_its_own_argv(unpacked, wrapper, queue, tm
     spool.mkdir(parents=True)
     os.chown(spool, 0, group_id)
     spool.chmod(0o1730)
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    need_namespace()
     overlays = {"/usr/sbin": wrapper.parent, **layers}
     script = "".join(
         f"mount -t overlay overlay -o lowerdir={shlex.quote(str(layer))}:{target} {target}"
