@@ -129,6 +129,7 @@ def submit_for_peer(
 
         from pysendmail.cli import runtime
         from pysendmail.cli import submit as direct
+        from pysendmail.cli.deadletter import opener_of
         from pysendmail.cli.handoff import untrusted_view
         from pysendmail.cli.options import MODE_DELIVER, ArgumentError, parse_args
         from pysendmail.cli.sendmail import refusals
@@ -147,8 +148,6 @@ def submit_for_peer(
         config = runtime.load_config(daemon_inv)
         ctx = runtime.submit_context(config, inv)
         ctx.config_from_command_line = user_cf
-        from pysendmail.cli.deadletter import opener_of
-
         ctx.terminal_opener = opener_of(terminal)  # the user's, never the daemon's own
         caller = direct.Caller.from_uid(uid)
         printed = io.StringIO()

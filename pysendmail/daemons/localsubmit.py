@@ -227,14 +227,22 @@ class _Joined:
 
 
 def _listen(path: str) -> socket.socket:
+    """A listening socket at `path`, mode 0666 from the moment it appears there: it is
+    bound under a temporary name, made 0666, then renamed into place."""
     try:
         os.unlink(path)  # a socket left by a daemon that died
     except FileNotFoundError:
         pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    os.chmod(path, 0o666)
+    making = f"{path}.{os.getpid()}.new"
+    try:
+        os.unlink(making)
+    except FileNotFoundError:
+        pass
+    listener.bind(making)
+    os.chmod(making, 0o666)
     listener.listen(64)
+    os.rename(making, path)
     return listener
 
 

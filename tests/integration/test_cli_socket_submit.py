@@ -66,7 +66,8 @@ def start_daemon(host: Host) -> int:
     argv += ["-O", f"DaemonPortOptions=Name=MTA, Addr=127.0.0.1, Port={port}"]
     pid = host.spawn(lambda: main(argv), host.base / "daemon.log")
     _wait_for_port(port, pid, host.base / "daemon.log")
-    wait_for(lambda: os.path.exists(socket_path(str(host.queue_dir))), "the local socket")
+    for path in (socket_path(str(host.queue_dir)), command_line_socket_path(str(host.queue_dir))):
+        wait_for(lambda path=path: os.path.exists(path), f"the local socket {path}")
     return pid
 
 
