@@ -135,8 +135,9 @@ def _make_record(cls: type[T], frozen: bool) -> type[T]:
     cls.__record_key__ = staticmethod(_key_getter(compared))  # type: ignore[attr-defined]
     cls.__record_repr__ = tuple([f.name for f in fields_tuple if f.repr])  # type: ignore[attr-defined]
 
+    _RECORD_CLASSES[cls] = frozen
     if "__init__" not in body:
-        cls.__init__ = _lazy_init(cls, fields_tuple, frozen)  # type: ignore[misc]
+        cls.__init__ = _record_init  # type: ignore[misc]
     if "__repr__" not in body:
         cls.__repr__ = _record_repr  # type: ignore[assignment]
     if "__eq__" not in body:
@@ -188,53 +189,78 @@ def _frozen_delattr(self: Any, name: str) -> None:
 COMPILE_AFTER = 50
 
 
-def _lazy_init(cls: type, fields_tuple: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
-    names = tuple(spec.name for spec in fields_tuple if spec.init)
-    accepted = frozenset(names)
-    post_init = hasattr(cls, "__post_init__")
-    calls = 0
+class _InitPlan:
+    """What the generic `__init__` of one record class needs, made at its first call."""
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal calls
-        calls += 1
-        if calls > COMPILE_AFTER:
-            compiled = _compile_init(cls, fields_tuple, frozen)
-            cls.__init__ = compiled  # type: ignore[misc]
-            compiled(self, *args, **kwargs)
-            return
-        where = f"{cls.__qualname__}.__init__()"
-        if len(args) > len(names):
-            given = len(args) + 1
-            raise TypeError(f"{where} takes {len(names) + 1} positional arguments, {given} given")
-        values = dict(zip(names, args, strict=False))
-        for key, value in kwargs.items():
-            if key not in accepted:
-                raise TypeError(f"{where} got an unexpected keyword argument {key!r}")
-            if key in values:
-                raise TypeError(f"{where} got multiple values for argument {key!r}")
-            values[key] = value
-        target = self.__dict__
-        for spec in fields_tuple:
-            name = spec.name
-            if spec.init and name in values:
-                value = values[name]
-            elif spec.default_factory is not MISSING:
-                value = spec.default_factory()
-            elif spec.default is not MISSING:
-                value = spec.default
-            elif spec.init:
-                raise TypeError(f"{where} missing required argument: {name!r}")
-            else:
-                continue
-            if frozen:
-                target[name] = value
-            else:
-                setattr(self, name, value)
-        if post_init:
-            self.__post_init__()
+    __slots__ = ("accepted", "calls", "fields", "frozen", "names", "owner", "post_init")
 
-    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-    return __init__
+    def __init__(self, owner: type) -> None:
+        self.owner = owner
+        self.fields: tuple[Field, ...] = owner.__dict__[_FIELDS]
+        self.frozen = _RECORD_CLASSES[owner]
+        self.names = tuple([spec.name for spec in self.fields if spec.init])
+        self.accepted = frozenset(self.names)
+        self.post_init = hasattr(owner, "__post_init__")
+        self.calls = 0
+
+
+# Every record class (-> frozen), and the init plans made so far (by class called).
+_RECORD_CLASSES: dict[type, bool] = {}
+_PLANS: dict[type, _InitPlan] = {}
+
+
+def _plan(cls: type) -> _InitPlan:
+    owner = next(k for k in cls.__mro__ if k in _RECORD_CLASSES)
+    return _PLANS.setdefault(cls, _InitPlan(owner))
+
+
+def _record_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """The `__init__` every record class shares until it has been called COMPILE_AFTER
+    times (one function for all: making a closure per class cost every command's start)."""
+    plan = _PLANS.get(type(self)) or _plan(type(self))
+    plan.calls += 1
+    if plan.calls > COMPILE_AFTER:
+        owner = plan.owner
+        compiled = _compile_init(owner, plan.fields, plan.frozen)
+        owner.__init__ = compiled  # type: ignore[misc]
+        compiled(self, *args, **kwargs)
+        return
+    names = plan.names
+    if len(args) > len(names):
+        raise TypeError(
+            f"{plan.owner.__qualname__}.__init__() takes {len(names) + 1} positional"
+            f" arguments, {len(args) + 1} given"
+        )
+    values = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in plan.accepted:
+            where = f"{plan.owner.__qualname__}.__init__()"
+            raise TypeError(f"{where} got an unexpected keyword argument {key!r}")
+        if key in values:
+            where = f"{plan.owner.__qualname__}.__init__()"
+            raise TypeError(f"{where} got multiple values for argument {key!r}")
+        values[key] = value
+    target = self.__dict__
+    frozen = plan.frozen
+    for spec in plan.fields:
+        name = spec.name
+        if spec.init and name in values:
+            value = values[name]
+        elif spec.default_factory is not MISSING:
+            value = spec.default_factory()
+        elif spec.default is not MISSING:
+            value = spec.default
+        elif spec.init:
+            where = f"{plan.owner.__qualname__}.__init__()"
+            raise TypeError(f"{where} missing required argument: {name!r}")
+        else:
+            continue
+        if frozen:
+            target[name] = value
+        else:
+            setattr(self, name, value)
+    if plan.post_init:
+        self.__post_init__()
 
 
 def _compile_init(cls: type, fields_tuple: tuple[Field, ...], frozen: bool) -> Callable[..., None]:
