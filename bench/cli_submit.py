@@ -7,6 +7,8 @@ Runs each command RUNS times in a row (default 200) and prints the median, minim
   python3 -c pass                        the floor: starting the interpreter
   pysendmail -t -i -odq < message        a whole submission into a private queue
   pysendmail -t -i -odd < message        the same, lookups deferred to the queue run
+  console script -t -i -odq < message    the same through the script `pip install` writes
+                                         (it imports `re` before pysendmail starts)
   sendmail 8.17 -t -i -odq < message     the real one, on the same cf and queue options
 
     python bench/cli_submit.py [--runs N] [--cf FILE] [--real-sendmail PATH]
@@ -57,6 +59,15 @@ MESSAGE = (
 ENTRY = (
     "import sys; from pysendmail.cli.main import main; sys.exit(main(['sendmail', *sys.argv[1:]]))"
 )
+# What pip (distlib) writes for a [project.scripts] entry, as in the installed `pysendmail`.
+CONSOLE_SCRIPT = """# -*- coding: utf-8 -*-
+import re
+import sys
+from pysendmail.cli.main import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CF = REPO / "pysendmail" / "config" / "default.cf"
@@ -180,6 +191,12 @@ def main() -> None:
             argv = [*wrapper, args.python, "-c", ENTRY, *options, mode, "-t", "-i"]
             report(f"pysendmail -t -i {mode} < message", *timed(argv, args.runs, MESSAGE, env))
             check_queue(queue, args.runs)
+        script = work / "sendmail"
+        script.write_text(CONSOLE_SCRIPT)
+        fresh(queue)
+        argv = [*wrapper, args.python, str(script), *options, "-odq", "-t", "-i"]
+        report("console script -t -i -odq < message", *timed(argv, args.runs, MESSAGE, env))
+        check_queue(queue, args.runs)
         if real is not None:
             fresh(queue)
             argv = [*wrapper, str(real), *options, "-odq", "-t", "-i"]
@@ -197,6 +214,9 @@ def main() -> None:
             print(f"  python3 -c pass                 {instructions([*python, 'pass'], b'', env)}")
             submit = [*python, ENTRY, *options, "-odq", "-t", "-i"]
             print(f"  pysendmail -t -i -odq           {instructions(submit, MESSAGE, env)}")
+            fresh(queue)
+            through_script = [args.python, str(script), *options, "-odq", "-t", "-i"]
+            print(f"  console script -t -i -odq       {instructions(through_script, MESSAGE, env)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
