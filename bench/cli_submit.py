@@ -56,8 +56,10 @@ MESSAGE = (
     b"\n" + b"A line of the body of a small message.\n" * 40
 )
 
+# The installed command's own call: main() with no argv reads sys.argv (and may end the
+# process itself once a submission is done, cli.main.allow_quick_exit).
 ENTRY = (
-    "import sys; from pysendmail.cli.main import main; sys.exit(main(['sendmail', *sys.argv[1:]]))"
+    "import sys; sys.argv[0] = 'sendmail'; from pysendmail.cli.main import main; sys.exit(main())"
 )
 # What pip (distlib) writes for a [project.scripts] entry, as in the installed `pysendmail`.
 CONSOLE_SCRIPT = """# -*- coding: utf-8 -*-

@@ -32,8 +32,33 @@ def standard_descriptors() -> None:
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
 
 
+# Set by a mode that has finished all it does (files closed and synced, no thread or
+# child of this process still working): the installed command then ends at once.
+_quick_exit_allowed = False
+
+
+def allow_quick_exit() -> None:
+    """Let the program end without the interpreter's teardown (the submission's modules
+    and objects freed one by one: a twentieth of `sendmail -t -i`'s instructions)."""
+    global _quick_exit_allowed
+    _quick_exit_allowed = True
+
+
+def _exit_now(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run with a full argv (argv[0] included); returns the exit status."""
+    """Run with a full argv (argv[0] included); returns the exit status. Called without
+    one, as the installed command, it may end the process itself once the mode allows it."""
+    global _quick_exit_allowed
+    _quick_exit_allowed = False
+    program = argv is None
     standard_descriptors()
     argv = list(sys.argv if argv is None else argv)
     name = os.path.basename(argv[0]) if argv else "sendmail"
@@ -54,12 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from pysendmail.cli import sendmail
 
-        return sendmail.main(argv)
+        status = sendmail.main(argv)
     finally:
         if collecting:
             # What start-up made is kept out of later passes, the one at exit included.
             gc.freeze()
             gc.enable()
+    if program and _quick_exit_allowed:
+        _exit_now(status)
+    return status
 
 
 if __name__ == "__main__":

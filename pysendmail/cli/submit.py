@@ -515,7 +515,14 @@ def run(inv: Invocation, out: TextIO, err: TextIO) -> int:
 
     config = runtime.load_config(inv)
     ctx = runtime.submit_context(config, inv)
-    return status_by_error_mode(ctx, _submit_and_deliver(config, ctx, inv, out, err))
+    status = status_by_error_mode(ctx, _submit_and_deliver(config, ctx, inv, out, err))
+    if ctx.delivery_mode != "i":
+        # Everything this process does is done and on disk (a background attempt runs
+        # in a child of its own): the program may end without the interpreter's teardown.
+        from pysendmail.cli import main as program
+
+        program.allow_quick_exit()
+    return status
 
 
 def status_by_error_mode(ctx: SubmitContext, status: int) -> int:
