@@ -233,10 +233,16 @@ def _read_in_two(queue_dir: str, names: list[bytes], plain: bytes) -> list[Row]:
             chunks.append(chunk)
     finally:
         os.close(reader)  # before waiting: a child still writing gets EPIPE and ends
-        _, status = os.waitpid(child, 0)
-    if status != 0:
-        return first + _read(queue_dir, names[half:], plain)
-    return first + marshal.loads(b"".join(chunks))
+        try:
+            status: int | None = os.waitpid(child, 0)[1]
+        except ChildProcessError:  # SIGCHLD ignored (inherited): reaped, status unknown
+            status = None
+    if status in (0, None):
+        try:
+            return first + marshal.loads(b"".join(chunks))
+        except (EOFError, ValueError, TypeError):
+            pass  # the child died before it sent all of its rows
+    return first + _read(queue_dir, names[half:], plain)
 
 
 def _read(queue_dir: str, names: list[bytes], plain: bytes) -> list[Row]:

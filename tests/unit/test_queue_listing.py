@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -351,3 +352,17 @@ def test_queue_la_defaults_to_eight_per_cpu():
     assert marks.queue_la == 8 * (os.cpu_count() or 1)
     assert listing.LoadMarks.from_options({"QueueLA": 3}).queue_la == 3
     assert marks.load == int(os.getloadavg()[0] + 0.5)
+
+
+def test_a_split_read_with_sigchld_ignored_still_lists_everything(tmp_path, utc, monkeypatch):
+    """A parent that ignores SIGCHLD passes that on through exec: the child is then
+    reaped by the kernel and its status cannot be waited for."""
+    _ten_messages(tmp_path)
+    expected, _ = listing.list_queue(str(tmp_path))
+    monkeypatch.setattr(items, "SPLIT_FROM", 2)
+    monkeypatch.setattr(items, "_a_cpu_is_idle", lambda: True)
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert listing.list_queue(str(tmp_path), split=True) == (expected, 0)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
