@@ -1,8 +1,9 @@
 """Wall and CPU time of `sendmail -t -i < message`, queue only, beside a bare interpreter
 and, where it can be run, the real sendmail 8.17 on the same configuration.
 
-Runs each command RUNS times in a row (default 200) and prints the median, minimum and
-95th percentile of the wall time, and the CPU time (user + system) per run:
+Runs each command RUNS times (default 200), the commands by turns so that each meets the
+same moments of the machine's load, and prints the median, minimum and 95th percentile
+of the wall time, and the CPU time (user + system) per run:
 
   python3 -c pass                        the floor: starting the interpreter
   pysendmail -t -i -odq < message        a whole submission into a private queue
@@ -113,6 +114,8 @@ def instructions(argv: list[str], stdin: bytes, env: dict) -> str:
         env=env,
     )
     found = re.search(rb"Collected : (\d+)", result.stderr)
+    if result.returncode != 0:
+        return f"? (exit {result.returncode}: {result.stderr.splitlines()[-1:]!r})"
     return f"{int(found.group(1)) / 1e6:.1f} M" if found else "?"
 
 
@@ -172,52 +175,82 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pysendmail-bench-", dir=Path.home() if real else None))
     try:
         work.chmod(0o755)
-        queue = work / "mqueue"
+        # A cache of its own: the user's is shared with whatever else runs (and pruned).
+        env["XDG_CACHE_HOME"] = str(work / "cache")
         cf = work / "sendmail.cf"
         shutil.copyfile(args.cf, cf)
-        options = ["-C", str(cf), "-O", f"QueueDirectory={queue}"]
-        options += ["-O", f"AliasFile={work / 'aliases'}", "-O", f"HostStatusDirectory={work}"]
         (work / "aliases").write_text("postmaster: root\n")
+
+        def options(queue: Path) -> list[str]:
+            return [
+                *("-C", str(cf), "-O", f"QueueDirectory={queue}"),
+                *("-O", f"AliasFile={work / 'aliases'}", "-O", f"HostStatusDirectory={work}"),
+            ]
+
         print(
-            f"{args.runs} runs each; {os.cpu_count()} cores; Python {sys.version.split()[0]}; "
-            f"cf {args.cf}" + ("; every command in unshare -n -u" if wrapper else "")
+            f"{args.runs} runs each, the commands by turns; {os.cpu_count()} cores; "
+            f"Python {sys.version.split()[0]}; cf {args.cf}"
+            + ("; every command in unshare -n -u" if wrapper else "")
         )
-        bare = [*wrapper, args.python, "-c", "pass"]
-        report("python3 -c pass", *timed(bare, args.runs, b"", env))
-        for mode in ("-odq", "-odd"):
-            fresh(queue)
-            # One run first so that the configuration cache is warm, as on a live system.
-            warm = [sys.executable, "-c", ENTRY, *options, mode, "-t", "-i"]
-            timed([*wrapper, *warm], 1, MESSAGE, env)
-            fresh(queue)
-            argv = [*wrapper, args.python, "-c", ENTRY, *options, mode, "-t", "-i"]
-            report(f"pysendmail -t -i {mode} < message", *timed(argv, args.runs, MESSAGE, env))
-            check_queue(queue, args.runs)
         script = work / "sendmail"
         script.write_text(CONSOLE_SCRIPT)
-        fresh(queue)
-        argv = [*wrapper, args.python, str(script), *options, "-odq", "-t", "-i"]
-        report("console script -t -i -odq < message", *timed(argv, args.runs, MESSAGE, env))
-        check_queue(queue, args.runs)
-        if real is not None:
+        # label -> (argv, stdin, queue directory or None)
+        series: dict[str, tuple[list[str], bytes, Path | None]] = {
+            "python3 -c pass": ([*wrapper, args.python, "-c", "pass"], b"", None)
+        }
+        for mode in ("-odq", "-odd"):
+            queue = work / f"mqueue{mode}"
             fresh(queue)
-            argv = [*wrapper, str(real), *options, "-odq", "-t", "-i"]
-            report("sendmail 8.17 -t -i -odq < message", *timed(argv, args.runs, MESSAGE, env))
-            check_queue(queue, args.runs)
-        else:
+            # One run first so that the configuration cache is warm, as on a live system.
+            warm = [sys.executable, "-c", ENTRY, *options(queue), mode, "-t", "-i"]
+            timed([*wrapper, *warm], 1, MESSAGE, env)
+            fresh(queue)
+            argv = [*wrapper, args.python, "-c", ENTRY, *options(queue), mode, "-t", "-i"]
+            series[f"pysendmail -t -i {mode} < message"] = (argv, MESSAGE, queue)
+        queue = work / "mqueue-script"
+        fresh(queue)
+        timed(
+            [*wrapper, sys.executable, str(script), *options(queue), "-odq", "-t", "-i"],
+            1,
+            MESSAGE,
+            env,
+        )
+        fresh(queue)
+        argv = [*wrapper, args.python, str(script), *options(queue), "-odq", "-t", "-i"]
+        series["console script -t -i -odq < message"] = (argv, MESSAGE, queue)
+        if real is not None:
+            queue = work / "mqueue-sendmail"
+            fresh(queue)
+            argv = [*wrapper, str(real), *options(queue), "-odq", "-t", "-i"]
+            series["sendmail 8.17 -t -i -odq < message"] = (argv, MESSAGE, queue)
+        # By turns, so that every command meets the same moments of the machine's load.
+        walls: dict[str, list[float]] = {label: [] for label in series}
+        cpus: dict[str, float] = dict.fromkeys(series, 0.0)
+        for _ in range(args.runs):
+            for label, (argv, stdin, _queue) in series.items():
+                wall, cpu = timed(argv, 1, stdin, env)
+                walls[label] += wall
+                cpus[label] += cpu
+        for label, (_argv, _stdin, queue) in series.items():
+            report(label, walls[label], cpus[label] / args.runs)
+            if queue is not None:
+                check_queue(queue, args.runs)
+        if real is None:
             print("the real sendmail was not found: no figure for it")
+        queue = work / "mqueue"
         if args.instructions and shutil.which("valgrind"):
             fresh(queue)
             # the cache for the host name outside the namespace
-            timed([sys.executable, "-c", ENTRY, *options, "-odq", "-t", "-i"], 1, MESSAGE, env)
+            warm = [sys.executable, "-c", ENTRY, *options(queue), "-odq", "-t", "-i"]
+            timed(warm, 1, MESSAGE, env)
             fresh(queue)
             python = [args.python, "-c"]
             print("instructions, one run each (valgrind):")
             print(f"  python3 -c pass                 {instructions([*python, 'pass'], b'', env)}")
-            submit = [*python, ENTRY, *options, "-odq", "-t", "-i"]
+            submit = [*python, ENTRY, *options(queue), "-odq", "-t", "-i"]
             print(f"  pysendmail -t -i -odq           {instructions(submit, MESSAGE, env)}")
             fresh(queue)
-            through_script = [args.python, str(script), *options, "-odq", "-t", "-i"]
+            through_script = [args.python, str(script), *options(queue), "-odq", "-t", "-i"]
             print(f"  console script -t -i -odq       {instructions(through_script, MESSAGE, env)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
