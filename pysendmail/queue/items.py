@@ -196,11 +196,12 @@ def _modified(queue_dir: str, name: bytes) -> float:
 
 
 def _a_cpu_is_idle() -> bool:
-    """Whether a second process would have a CPU of its own: this one may run on two or
-    more and the load average leaves one free (on a busy machine the split costs more
-    than it saves)."""
+    """Whether a second process would find a CPU mostly idle: this one may run on two or
+    more, and the one-minute load average stays half a CPU below their number (on 2 CPUs
+    the split read 10,000 messages in 70 ms instead of 91 at load 1.5, in 120 instead of
+    101 at load 2.5: on a busy machine it costs more than it saves)."""
     cpus = len(os.sched_getaffinity(0))
-    return cpus > 1 and os.getloadavg()[0] <= cpus - 1
+    return cpus > 1 and os.getloadavg()[0] <= cpus - 0.5
 
 
 def _read_in_two(queue_dir: str, names: list[bytes], plain: bytes) -> list[Row]:
