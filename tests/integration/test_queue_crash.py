@@ -59,6 +59,13 @@ print("done", flush=True)
 """
 
 
+def _count_lines(path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def _spawn(code, *args):
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
@@ -111,13 +118,20 @@ def test_kill_9_during_delivery_delivers_everything_duplicates_only_per_kill(tmp
     rng = random.Random(99)
     kills = 0
     for _ in range(6):
+        # Killed once it has delivered a few more (by the clock alone a fast runner could
+        # finish first): 6 rounds of at most 40 leave messages for every round.
+        before = _count_lines(record)
+        goal = before + rng.randint(1, 40)
         child = _spawn(RUNNER, queue_dir, record)
-        time.sleep(rng.uniform(0.05, 0.25))
+        deadline = time.monotonic() + 60
+        while _count_lines(record) < goal and child.poll() is None:
+            assert time.monotonic() < deadline, "the runner delivered nothing"
+            time.sleep(0.001)
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
         child.communicate()
-    assert kills >= 1, "no runner was killed mid-run"
+    assert kills == 6, "a runner finished before it was killed"
     child = _spawn(RUNNER, queue_dir, record)
     out, _ = child.communicate(timeout=120)
     assert out.decode().strip() == "done"
