@@ -8,7 +8,7 @@ of the wall time, and the CPU time (user + system) per run:
   python3 -c pass                        the floor: starting the interpreter
   pysendmail -t -i -odq < message        a whole submission into a private queue
   pysendmail -t -i -odd < message        the same, lookups deferred to the queue run
-  console script -t -i -odq < message    the same through the script `pip install` writes
+  installed script -t -i -odq < message  the same through the script `pip install` installs
                                          (it imports `re` before pysendmail starts)
   sendmail 8.17 -t -i -odq < message     the real one, on the same cf and queue options
 
@@ -62,15 +62,9 @@ MESSAGE = (
 ENTRY = (
     "import sys; sys.argv[0] = 'sendmail'; from pysendmail.cli.main import main; sys.exit(main())"
 )
-# What pip (distlib) writes for a [project.scripts] entry, as in the installed `pysendmail`.
-CONSOLE_SCRIPT = """# -*- coding: utf-8 -*-
-import re
-import sys
-from pysendmail.cli.main import main
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
-"""
+# The installed `pysendmail` (and so `sendmail`, a link to it): the package's own script,
+# scripts/pysendmail, which pip copies with its first line pointed at the interpreter.
+INSTALLED_SCRIPT = "scripts/pysendmail"
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CF = REPO / "pysendmail" / "config" / "default.cf"
@@ -193,7 +187,7 @@ def main() -> None:
             + ("; every command in unshare -n -u" if wrapper else "")
         )
         script = work / "sendmail"
-        script.write_text(CONSOLE_SCRIPT)
+        script.write_text((REPO / INSTALLED_SCRIPT).read_text())
         # label -> (argv, stdin, queue directory or None)
         series: dict[str, tuple[list[str], bytes, Path | None]] = {
             "python3 -c pass": ([*wrapper, args.python, "-c", "pass"], b"", None)
@@ -217,7 +211,7 @@ def main() -> None:
         )
         fresh(queue)
         argv = [*wrapper, args.python, str(script), *options(queue), "-odq", "-t", "-i"]
-        series["console script -t -i -odq < message"] = (argv, MESSAGE, queue)
+        series["installed script -t -i -odq < message"] = (argv, MESSAGE, queue)
         if real is not None:
             queue = work / "mqueue-sendmail"
             fresh(queue)
@@ -251,7 +245,7 @@ def main() -> None:
             print(f"  pysendmail -t -i -odq           {instructions(submit, MESSAGE, env)}")
             fresh(queue)
             through_script = [args.python, str(script), *options(queue), "-odq", "-t", "-i"]
-            print(f"  console script -t -i -odq       {instructions(through_script, MESSAGE, env)}")
+            print(f"  installed script -t -i -odq     {instructions(through_script, MESSAGE, env)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

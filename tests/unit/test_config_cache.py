@@ -229,3 +229,29 @@ def test_a_submission_loads_none_of_the_heavy_modules(tmp_path: Path) -> None:
     heavy = {name for name in loaded if name.split(".")[0] in HEAVY_FOR_SUBMISSION}
     heavy |= {name for name in loaded if name in HEAVY_FOR_SUBMISSION}
     assert heavy == set()
+
+
+INSTALLED_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pysendmail"
+
+
+def test_the_installed_command_imports_nothing_heavy_before_pysendmail(tmp_path: Path) -> None:
+    """The script pip installs as `pysendmail` (sendmail, mailq ... link to it) adds no
+    import of its own to a submission: pip's console-script wrapper imported `re`."""
+    queue = tmp_path / "mqueue"
+    queue.mkdir(mode=0o700)
+    env = subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    options = ["-C", str(DEFAULT_CF), "-O", f"QueueDirectory={queue}", "-odq", "-t", "-i"]
+    message = b"From: alice@example.com\nTo: bob@example.org\nSubject: s\n\nbody\n"
+    # the first run fills the configuration cache (the translator imports re and lark)
+    for flags in ([], ["-S", "-X", "importtime"]):
+        argv = [sys.executable, *flags, str(INSTALLED_SCRIPT), *options]
+        run = subprocess.run(argv, input=message, env=env, capture_output=True)
+        assert run.returncode == 0, run.stderr
+    imported = {
+        line.split("|")[-1].strip()
+        for line in run.stderr.decode().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "pysendmail.cli.main" in imported
+    assert imported.isdisjoint({"re", "typing", "enum", "pathlib", "pickle"}), imported
+    assert len(list(queue.glob("qf*"))) == 2
