@@ -135,9 +135,7 @@ def main() -> int:
             f"({args.messages / spent:.0f} msgs/s of one CPU)"
         )
         for name, memo in _memos(service):
-            print(
-                f"memo of the {name}: {len(memo)} keys, {memo.hits} hits, {memo.misses} misses"
-            )
+            print(f"memo of the {name}: {len(memo)} keys, {memo.hits} hits, {memo.misses} misses")
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return 0

@@ -99,6 +99,9 @@ def _run_sendmail(binary: Path, base: Path, *args: str) -> subprocess.CompletedP
         f"QueueDirectory={base / 'mqueue'}",
         "-O",
         f"HostStatusDirectory={base / 'hoststat'}",
+        # or on a busy machine sendmail's -bp marks the message X and -q keeps it queued
+        "-O",
+        "QueueLA=1000",
         *args,
     ]
     script = 'hostname mail.example.com && exec "$@"'
