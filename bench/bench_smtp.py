@@ -37,8 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from queue_common import fixtures_dir
+
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent.parent / "shared" / "fixtures" / "sendmail-8.17"
+FIXTURES = fixtures_dir()
 BODY_SIZE = 4096
 RECIPIENT = "postmaster@mail.example.com"  # local in every fixture cf
 # --cf: which fixture config both servers run. office.cf has hand-written rules

@@ -81,14 +81,21 @@ def real_sendmail() -> Path | None:
     return unpacked_sendmail()
 
 
+def fixtures_dir() -> Path:
+    """The sendmail 8.17 fixtures: $PYSENDMAIL_FIXTURES, else shared/ beside a folder above
+    the repository (../shared in the development layout and in CI's clean clone)."""
+    if os.environ.get("PYSENDMAIL_FIXTURES"):
+        return Path(os.environ["PYSENDMAIL_FIXTURES"])
+    for parent in REPO_ROOT.parents:
+        candidate = parent / "shared" / "fixtures" / "sendmail-8.17"
+        if candidate.is_dir():
+            return candidate
+    raise SystemExit("sendmail-8.17 fixtures not found: set PYSENDMAIL_FIXTURES")
+
+
 def office_config(workdir: Path) -> Path:
     """The office fixture's configuration, @ORACLE@ filled in, under `workdir`."""
-    fixtures = Path(
-        os.environ.get("PYSENDMAIL_FIXTURES")
-        or REPO_ROOT.parent.parent / "shared" / "fixtures" / "sendmail-8.17"
-    )
-    if not fixtures.is_dir():
-        fixtures = REPO_ROOT.parent / "shared" / "fixtures" / "sendmail-8.17"
+    fixtures = fixtures_dir()
     office = workdir / "configs" / "office"
     shutil.copytree(fixtures / "configs" / "office", office)
     for path in office.rglob("*"):
