@@ -16,12 +16,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from email import message_from_bytes
 from email.policy import compat32
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pysendmail.config.translate import translate
 from pysendmail.envelope import Envelope, Recipient
@@ -29,6 +27,7 @@ from pysendmail.headers import Header
 from pysendmail.queue import service
 from pysendmail.record import replace
 from pysendmail.routing import LocalUser, Router
+from tests.integration.smtp_peer import running_peer
 
 HOSTNAME = "mail.example.com"
 
@@ -53,15 +52,8 @@ class Sink:
 @pytest.fixture
 def sink():
     handler = Sink()
-    with socket.socket() as probe:  # a free port chosen by the OS
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with running_peer(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def _users(name: str) -> LocalUser | None:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.remote import RemoteSettings
@@ -23,6 +22,7 @@ from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.queue.runner import QueueRunner
 from pysendmail.queue.store import QueueStore
 from pysendmail.record import replace
+from tests.integration.smtp_peer import running_peer
 
 
 class CountingSink:
@@ -42,15 +42,8 @@ class CountingSink:
 @pytest.fixture
 def sink() -> Iterator[tuple[CountingSink, int]]:
     handler = CountingSink()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with running_peer(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @dataclass

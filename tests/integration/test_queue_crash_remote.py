@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,12 +19,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pysendmail.envelope import Envelope, Recipient
 from pysendmail.headers import Header
 from pysendmail.queue.store import QueueStore
 from tests.conftest import subprocess_env
+from tests.integration.smtp_peer import running_peer
 
 RUNNER = r"""
 import sys
@@ -94,15 +93,8 @@ class RecordingPeer:
 @pytest.fixture
 def peer() -> Iterator[tuple[RecordingPeer, int]]:
     handler = RecordingPeer()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with running_peer(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def _spawn(queue_dir, port) -> subprocess.Popen[bytes]:

@@ -3,11 +3,9 @@ transaction for the message's recipients, per-recipient replies written back (th
 accepted one leaves the queue, the refused one bounces with the remote's words, the
 deferred one stays), the headers as the esmtp mailer gets them."""
 
-import socket
 from dataclasses import dataclass
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pysendmail.config.model import MailerSpec
 from pysendmail.delivery.remote import RemoteSettings
@@ -18,6 +16,7 @@ from pysendmail.headers import MACRO_CHAR, Header
 from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.queue.runner import QueueRunner
 from pysendmail.queue.store import QueueStore
+from tests.integration.smtp_peer import running_peer
 
 
 class Sink:
@@ -40,15 +39,8 @@ class Sink:
 @pytest.fixture
 def sink():
     handler = Sink()
-    with socket.socket() as probe:  # a free port chosen by the OS
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with running_peer(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +26,7 @@ from pysendmail.queue.deliverers import RemoteDeliverer
 from pysendmail.queue.runner import QueueRunner
 from pysendmail.queue.store import QueueStore
 from pysendmail.record import record, replace
+from tests.integration.smtp_peer import free_port, running_peer
 
 
 class Sink:
@@ -37,26 +37,16 @@ class Sink:
         return "250 2.0.0 queued"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
-    handler, port = Sink(), _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    handler = Sink()
+    with running_peer(handler) as port:
         yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
 def auth_sink() -> Iterator[tuple[Sink, int]]:
-    handler, port = Sink(), _free_port()
+    handler, port = Sink(), free_port()
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         handler.logins.append(auth_data.password)
