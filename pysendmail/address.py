@@ -141,6 +141,14 @@ def _split_at(text: str, positions: list[int]) -> list[str]:
     return pieces
 
 
+def split_commas(text: str) -> list[str]:
+    """The items of a list split at the commas outside quotes, comments and angle
+    brackets (route addresses keep theirs), trimmed, empty ones dropped; no groups and
+    no old-style blanks: an alias's right-hand side, an address header's items."""
+    pieces = _split_at(text, _Scanner(text).top_level_positions(frozenset(",")))
+    return [item for piece in pieces if (item := piece.strip())]
+
+
 def is_old_style(text: str) -> bool:
     """sendmail's heuristic: a list with no `,;<(` may be separated by spaces."""
     return not any(ch in _NEW_STYLE_MARKS for ch in text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from pysendmail.address import split_commas
 from pysendmail.constants import StrConstants
 from pysendmail.errors import ConfigError, Diagnostic, Location
 from pysendmail.record import record
@@ -276,7 +277,7 @@ class _Reader:
     def _split_quick(self, logical: _LogicalLine, colon: int) -> tuple[AliasTarget, ...]:
         """The targets without the grammar (no diagnostics): for lookups on the mail path."""
         found, offset = [], colon + 1
-        for item in _split_commas(logical.text[colon + 1 :]):
+        for item in split_commas(logical.text[colon + 1 :]):
             start = logical.text.find(item, offset)
             start = offset if start < 0 else start
             kind, value = classify_target(item)
@@ -294,36 +295,6 @@ class _Reader:
                 found.append(AliasTarget(written, kind, value, logical.location(self.path, start)))
             offset += len(part) + 1
         return tuple(found)
-
-
-def _split_commas(text: str) -> list[str]:
-    """Items of a right-hand side: split at commas outside quotes, <> and (), trimmed,
-    empty ones dropped. (No groups: `:include:/x` holds a colon.)"""
-    items: list[str] = []
-    start, depth_angle, depth_paren, quoted, index = 0, 0, 0, False, 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if quoted:
-            quoted = char != '"'
-        elif char == '"':
-            quoted = True
-        elif char == "(":
-            depth_paren += 1
-        elif char == ")" and depth_paren:
-            depth_paren -= 1
-        elif char == "<" and not depth_paren:
-            depth_angle += 1
-        elif char == ">" and depth_angle and not depth_paren:
-            depth_angle -= 1
-        elif char == "," and not (depth_angle or depth_paren):
-            items.append(text[start:index])
-            start = index + 1
-        index += 1
-    items.append(text[start:])
-    return [item.strip() for item in items if item.strip()]
 
 
 def _legal_name(name: str) -> bool:

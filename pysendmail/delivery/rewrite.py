@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from pysendmail.address import parse_item
+from pysendmail.address import parse_item, split_commas
 from pysendmail.errors import MailError
 from pysendmail.headers import Header, is_bcc_header, is_recipient_header, is_sender_header
 
@@ -33,36 +33,7 @@ MAX_HEADER_LINE = 78  # commaize()'s omax for a mailer without L= (or with L= > 
 def split_addresses(value: str) -> list[str]:
     """The addresses of a header value, split at the commas outside quotes, comments
     and angle brackets (route addresses keep theirs), each without the blanks around it."""
-    items: list[str] = []
-    current: list[str] = []
-    depth_comment = depth_angle = 0
-    quoted = escaped = False
-    for ch in value:
-        if escaped:
-            current.append(ch)
-            escaped = False
-            continue
-        if ch == "\\":
-            escaped = True
-        elif quoted:
-            quoted = ch != '"'
-        elif ch == '"' and not depth_comment:
-            quoted = True
-        elif ch == "(":
-            depth_comment += 1
-        elif ch == ")" and depth_comment:
-            depth_comment -= 1
-        elif ch == "<" and not depth_comment:
-            depth_angle += 1
-        elif ch == ">" and not depth_comment and depth_angle:
-            depth_angle -= 1
-        elif ch == "," and not (depth_comment or depth_angle):
-            items.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    items.append("".join(current))
-    return [text for item in items if (text := item.strip(" \t\r\n"))]
+    return split_commas(value)
 
 
 def split_old_style(value: str) -> list[str]:
