@@ -34,16 +34,7 @@ import pwd
 import stat
 
 from pysendmail.address import EMPTY_GROUP_ERROR, check_balance, parse_item, split_list
-from pysendmail.config.aliases import (
-    INCLUDE_PREFIX,
-    AliasEntry,
-    AliasTarget,
-    TargetKind,
-    alias_files,
-    classify_target,
-    local_domain_test,
-)
-from pysendmail.config.compiled import FILE_MAP_CLASSES, AliasTable, open_map
+from pysendmail.config.aliastarget import INCLUDE_PREFIX, TargetKind, classify_target
 from pysendmail.config.model import Config, MapSpec
 from pysendmail.envelope import ControllingUser
 from pysendmail.errors import (
@@ -62,6 +53,8 @@ TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/REA
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from pysendmail.config.aliases import AliasEntry, AliasTarget
+    from pysendmail.config.compiled import AliasTable
     from pysendmail.rules.routes import RulesForRouting
 
 MAX_ALIAS_RECURSION = 10
@@ -323,12 +316,18 @@ class Router:
         return lambda name: None
 
     def _alias_files_lookup(self) -> AliasLookup:
-        tables = [
-            AliasTable(path, local_domain_test(self.config)) for path in alias_files(self.config)
-        ]
+        # The tables (and the aliases(5) parser) are made at the first lookup: a message
+        # for remote recipients only needs neither (start-up time, bench/README.md).
+        made: list[list[AliasTable]] = []
 
         def lookup(name: str) -> tuple[AliasEntry, ControllingUser | None] | None:
-            for table in tables:
+            if not made:
+                from pysendmail.config.aliases import alias_files, local_domain_test
+                from pysendmail.config.compiled import AliasTable
+
+                is_local = local_domain_test(self.config)
+                made.append([AliasTable(path, is_local) for path in alias_files(self.config)])
+            for table in made[0]:
                 try:
                     entry = table.lookup(name)
                 except ConfigError:
@@ -344,8 +343,11 @@ class Router:
             return self._maps.get(name)
         spec = self.config.maps.get(name)
         found: MapLike | None = None
-        if spec is not None and spec.map_class.lower() in FILE_MAP_CLASSES | {"text"}:
-            found = open_map(spec)
+        if spec is not None:
+            from pysendmail.config.compiled import FILE_MAP_CLASSES, open_map
+
+            if spec.map_class.lower() in FILE_MAP_CLASSES | {"text"}:
+                found = open_map(spec)
         self._maps[name] = found
         return found
 

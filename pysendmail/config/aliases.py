@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 
 from pysendmail.address import split_commas
-from pysendmail.constants import StrConstants
+from pysendmail.config.aliastarget import ERROR_PREFIX as ERROR_PREFIX
+from pysendmail.config.aliastarget import INCLUDE_PREFIX as INCLUDE_PREFIX
+from pysendmail.config.aliastarget import TargetKind as TargetKind
+from pysendmail.config.aliastarget import classify_target as classify_target
 from pysendmail.errors import ConfigError, Diagnostic, Location
 from pysendmail.record import record
 
@@ -31,18 +34,8 @@ if TYPE_CHECKING:
     from pysendmail.config.model import Config
 
 GRAMMAR_PATH = os.path.join(os.path.dirname(__file__), "grammars", "aliases.lark")
-INCLUDE_PREFIX = ":include:"
-ERROR_PREFIX = "error:"
 # sendmail's readaliases() reads into a BUFSIZ buffer: a longer logical line is refused.
 MAX_LINE_BYTES = 8192
-
-
-class TargetKind(StrConstants):
-    ADDRESS = "address"
-    PROGRAM = "program"  # "|command args"
-    FILE = "file"  # "/path/to/file"
-    INCLUDE = "include"  # :include:/path
-    ERROR = "error"  # error:5.1.1:550 text
 
 
 @record(frozen=True)
@@ -107,22 +100,6 @@ def _parser() -> Lark:
         )
     )
     return _PARSERS[0]
-
-
-def classify_target(text: str) -> tuple[TargetKind, str]:
-    """What a target (as written) is, and its value without quotes or prefix."""
-    inner = text.strip()
-    if len(inner) >= 2 and inner[0] == '"' and inner[-1] == '"':
-        inner = inner[1:-1].replace('\\"', '"')
-    if inner.startswith("|"):
-        return TargetKind.PROGRAM, inner
-    if inner.startswith("/"):
-        return TargetKind.FILE, inner
-    if inner.lower().startswith(INCLUDE_PREFIX):
-        return TargetKind.INCLUDE, inner[len(INCLUDE_PREFIX) :].strip()
-    if inner.lower().startswith(ERROR_PREFIX):
-        return TargetKind.ERROR, inner[len(ERROR_PREFIX) :].strip()
-    return TargetKind.ADDRESS, text.strip()
 
 
 @record
