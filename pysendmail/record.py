@@ -97,9 +97,13 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
 
 
 def _make_record(cls: type[T], frozen: bool) -> type[T]:
-    # Runs for every record class at every start of every command: kept lean.
+    # Runs for every record class at every start of every command: kept lean (one pass
+    # over the fields; plain defaults get a Field without the keyword checks).
     body = cls.__dict__
     record_fields = []
+    init_names = []
+    compared = []
+    shown = []
     seen_default = False
     for name in body.get("__annotations__", ()):
         value = body.get(name, MISSING)
@@ -112,7 +116,7 @@ def _make_record(cls: type[T], frozen: bool) -> type[T]:
             else:
                 setattr(cls, name, default)
         else:
-            spec = Field(value)
+            spec = _plain_field(value)
             default = value
             has_default = value is not MISSING
         spec.name = name
@@ -121,19 +125,22 @@ def _make_record(cls: type[T], frozen: bool) -> type[T]:
                 seen_default = True
             elif seen_default:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
+            init_names.append(name)
         if default is not MISSING and type(default).__hash__ is None:
             raise ValueError(
                 f"mutable default {type(default)} for field {name} is not allowed:"
                 " use default_factory"
             )
+        if spec.compare:
+            compared.append(name)
+        if spec.repr:
+            shown.append(name)
         record_fields.append(spec)
 
-    fields_tuple = tuple(record_fields)
-    setattr(cls, _FIELDS, fields_tuple)
-    cls.__match_args__ = tuple([f.name for f in fields_tuple if f.init])  # type: ignore[attr-defined]
-    compared = [f.name for f in fields_tuple if f.compare]
-    cls.__record_key__ = staticmethod(_key_getter(compared))  # type: ignore[attr-defined]
-    cls.__record_repr__ = tuple([f.name for f in fields_tuple if f.repr])  # type: ignore[attr-defined]
+    setattr(cls, _FIELDS, tuple(record_fields))
+    cls.__match_args__ = tuple(init_names)  # type: ignore[attr-defined]
+    cls.__record_key__ = _key_getter(compared)  # type: ignore[attr-defined]
+    cls.__record_repr__ = tuple(shown)  # type: ignore[attr-defined]
 
     _RECORD_CLASSES[cls] = frozen
     if "__init__" not in body:
@@ -151,12 +158,26 @@ def _make_record(cls: type[T], frozen: bool) -> type[T]:
     return cls
 
 
+def _plain_field(default: Any) -> Field:
+    """Field(default) without the call's keyword handling and checks."""
+    spec = _new_field(Field)
+    spec.default = default
+    spec.default_factory = MISSING
+    spec.init = spec.repr = spec.compare = True
+    return spec
+
+
+_new_field = object.__new__
+
+
 def _key_getter(names: list[str]) -> Callable[[Any], tuple]:
+    """The fields compared, as a tuple; stored on the class as it is: an attrgetter is no
+    descriptor, and the functions are wrapped so that they do not bind (staticmethod)."""
     if not names:
-        return lambda obj: ()
+        return staticmethod(lambda obj: ())  # type: ignore[return-value]
     if len(names) == 1:
         only = attrgetter(names[0])
-        return lambda obj: (only(obj),)
+        return staticmethod(lambda obj: (only(obj),))  # type: ignore[return-value]
     return attrgetter(*names)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pysendmail.config.model import Config
 from pysendmail.errors import MailError, TempFailure
 from pysendmail.routing import Router
-from pysendmail.rules.tablesyntax import needs_rules
+from pysendmail.tablesyntax import needs_rules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

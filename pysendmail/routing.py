@@ -46,8 +46,8 @@ from pysendmail.errors import (
     UserUnknown,
 )
 from pysendmail.record import field, record
-from pysendmail.rules.tablesyntax import needs_rules
 from pysendmail.sysexits import ExitCode
+from pysendmail.tablesyntax import needs_rules
 
 TYPE_CHECKING = False  # typing itself is not imported: start-up time (bench/README.md)
 if TYPE_CHECKING:

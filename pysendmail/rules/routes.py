@@ -32,8 +32,8 @@ from pysendmail.rules.checks import error_reply
 from pysendmail.rules.context import MapOpener, RuleWorld, build_world
 from pysendmail.rules.engine import Messages, is_enhanced_status
 from pysendmail.rules.stock import ROUTING_RULESETS, StockReport
-from pysendmail.rules.tablesyntax import needs_rules
 from pysendmail.sysexits import ExitCode
+from pysendmail.tablesyntax import needs_rules
 
 
 class Triple(NamedTuple):
