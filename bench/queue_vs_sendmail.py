@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from delivery_local import existing_users, mail_local_libraries  # noqa: E402
 from delivery_smtp import SinkHandler  # noqa: E402
-from queue_common import unpacked_sendmail  # noqa: E402
+from queue_common import fixtures_dir, unpacked_sendmail  # noqa: E402
 
 from pysendmail.envelope import Envelope, Recipient  # noqa: E402
 from pysendmail.headers import MACRO_CHAR, Header  # noqa: E402
@@ -54,17 +54,6 @@ INSIDE = "PYSENDMAIL_BENCH_INSIDE"
 def fetch_sendmail() -> bool:
     """Debian's sendmail-bin unpacked under the temp dir (the queue tests do the same)."""
     return unpacked_sendmail() == SENDMAIL
-
-
-def fixtures_dir() -> Path:
-    env = os.environ.get("PYSENDMAIL_FIXTURES")
-    if env:
-        return Path(env)
-    for parent in REPO_ROOT.parents:
-        candidate = parent / "shared" / "fixtures" / "sendmail-8.17"
-        if candidate.is_dir():
-            return candidate
-    raise SystemExit("sendmail-8.17 fixtures not found: set PYSENDMAIL_FIXTURES")
 
 
 def make_cf(base: Path, port: int, libs: str | None) -> Path:

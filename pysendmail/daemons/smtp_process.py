@@ -59,6 +59,24 @@ def detach() -> None:
         os.close(devnull)
 
 
+def _signal_requests() -> dict[str, bool]:
+    """Flags that SIGTERM/SIGINT ("stop") and SIGHUP ("reload") set, for the caller's
+    loop to poll: a handler that took a lock (Event.set) could deadlock against the main
+    thread holding that lock when the signal came."""
+    requested = {"stop": False, "reload": False}
+
+    def on_term(signum: int, frame: object) -> None:
+        requested["stop"] = True
+
+    def on_hup(signum: int, frame: object) -> None:
+        requested["reload"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    return requested
+
+
 def serve_until_signalled(
     server: Serving,
     rebuild: Callable[[], SmtpService] | None = None,
@@ -71,17 +89,7 @@ def serve_until_signalled(
     (Event.set) could deadlock against the main thread holding that lock in Event.wait
     when the signal came. A worker process (`parent_pid` given) also stops when its
     parent is gone, so a killed daemon never leaves workers holding its port."""
-    requested = {"stop": False, "reload": False}
-
-    def on_term(signum: int, frame: object) -> None:
-        requested["stop"] = True
-
-    def on_hup(signum: int, frame: object) -> None:
-        requested["reload"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, on_hup)
+    requested = _signal_requests()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _DAEMON_SIGNALS)
     server.start()
     while not requested["stop"]:
@@ -158,17 +166,7 @@ def serve_with_workers(
     (each rebuilds its service) and rebuilds the parent's, and a worker that dies is
     replaced. `on_started` runs once the first workers are forked: threads it starts in
     the parent are not copied into them."""
-    requested = {"stop": False, "reload": False}
-
-    def on_term(signum: int, frame: object) -> None:
-        requested["stop"] = True
-
-    def on_hup(signum: int, frame: object) -> None:
-        requested["reload"] = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, on_hup)
+    requested = _signal_requests()
     workers: set[int] = set()
     while not requested["stop"]:
         while len(workers) < count and not requested["stop"]:

@@ -33,6 +33,7 @@ from pysendmail.delivery.prog import (
     home_of,
     mailer_directories,
     mailer_identity,
+    mailer_macros,
     mailer_root_dir,
     mailer_wait,
     spawn_program,
@@ -273,12 +274,7 @@ def _start(
     except MailerUserError as err:
         raise _Unreachable(f"Deferred: {err}", "4.3.5") from None
     home = identity.home if identity else home_of(first.controlling_user)
-    values = {
-        "f": message.from_macro(),
-        "g": bare_sender(message.sender),
-        "h": first.host,
-        "z": home,
-    }
+    values = mailer_macros(message, first.host, home)
     argv = expand_argv(mailer.argv, values, [t.user for t in targets])
     ours, theirs = socket.socketpair()
     try:

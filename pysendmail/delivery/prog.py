@@ -526,13 +526,7 @@ def run_mailer(
             results.extend(_config_error(t.recipient, mailer, str(err)) for t in group)
             continue
         home = identity.home if identity else home_of(first.controlling_user)
-        values = {
-            "f": message.from_macro(),
-            "g": bare_sender(message.sender),
-            "h": first.host,
-            "z": home,
-            **(macros or {}),
-        }
+        values = {**mailer_macros(message, first.host, home), **(macros or {})}
         argv = expand_argv(mailer.argv, values, [t.user for t in group])
         outcome = run_program(
             argv,
@@ -557,6 +551,11 @@ def _config_error(recipient: str, mailer: MailerSpec, text: str) -> DeliveryResu
     return DeliveryResult.deferred(
         recipient, f"Deferred: {text}", status="4.3.5", mailer=mailer.name, relay="local"
     )
+
+
+def mailer_macros(message: OutgoingMessage, host: str, home: str) -> dict[str, str]:
+    """$f, $g, $h and $z as a program mailer's A= arguments see them."""
+    return {"f": message.from_macro(), "g": bare_sender(message.sender), "h": host, "z": home}
 
 
 def home_of(controlling: ControllingUser | RunIdentity | None) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from pysendmail.address import strip_comments as address_strip_comments
 from pysendmail.config.model import CfFile, Config
 from pysendmail.headers import H_STRIPCOMM, H_USER, header_flags
 from pysendmail.rules import maps as mp
@@ -442,33 +443,7 @@ def _header_name(line: str) -> tuple[str | None, str]:
 
 def strip_comments(text: str) -> str:
     """A header value without its (comments), as sendmail strips them for `$>` checks."""
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    escaped = False
-    for ch in text:
-        if escaped:
-            escaped = False
-            if not depth:
-                out.append(ch)
-            continue
-        if ch == "\\":
-            escaped = True
-            if not depth:
-                out.append(ch)
-        elif quoted:
-            quoted = ch != '"'
-            out.append(ch)
-        elif ch == '"' and not depth:
-            quoted = True
-            out.append(ch)
-        elif ch == "(":
-            depth += 1
-        elif ch == ")" and depth:
-            depth -= 1
-        elif not depth:
-            out.append(ch)
-    return " ".join("".join(out).split())
+    return " ".join(address_strip_comments(text).split())
 
 
 def tk_version() -> str:
