@@ -62,29 +62,19 @@ sys.exit(run_daemon(config, True))
 """
 
 
+_LINE = b"x" * 76 + b"\r\n"
+_BODIES: dict[int, bytes] = {}  # by header length: the body and the final dot
+
+
 def message(number: int) -> bytes:
     head = (
         f"From: Alice <alice@example.com>\r\nTo: Postmaster <{RECIPIENT}>\r\n"
         f"Subject: bench {number}\r\nMessage-Id: <bench-{number}@example.com>\r\n\r\n"
     ).encode()
-    line = b"x" * 76 + b"\r\n"
-    body = line * ((BODY_SIZE - len(head)) // len(line))
-    return head + body + b".\r\n"
-
-
-async def _reply(reader: asyncio.StreamReader) -> bytes:
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("server closed")
-        if line[3:4] != b"-":
-            return line
-
-
-async def _expect(reader: asyncio.StreamReader, code: bytes) -> None:
-    line = await _reply(reader)
-    if not line.startswith(code):
-        raise RuntimeError(f"expected {code!r}, got {line!r}")
+    body = _BODIES.get(len(head))
+    if body is None:
+        body = _BODIES[len(head)] = _LINE * ((BODY_SIZE - len(head)) // len(_LINE)) + b".\r\n"
+    return head + body
 
 
 def addresses(number: int, distinct: int) -> tuple[str, str]:
@@ -98,28 +88,101 @@ def addresses(number: int, distinct: int) -> tuple[str, str]:
     return f"s{slot}@example.com", f"r{slot}@virtual.example.org"
 
 
+class _Session(asyncio.Protocol):
+    """One client session as a state machine on the server's replies: no coroutine or
+    stream reader per line, so that the load generator spends little of the CPUs that
+    it shares with the server. Each final reply line (no `-` after the code) sends the
+    next command; a message's latency runs from its MAIL FROM to the 250 after its
+    final dot."""
+
+    def __init__(
+        self, numbers: list[int], latencies: list[float], distinct: int, done: asyncio.Future
+    ) -> None:
+        self.numbers = numbers
+        self.latencies = latencies
+        self.distinct = distinct
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.index = 0
+        self.started = 0.0
+        # The code each step waits for, and what it sends then.
+        self.step = "greeting"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+            if line[3:4] != b"-":
+                self._reply(line)
+
+    def _fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+        assert self.transport is not None
+        self.transport.close()
+
+    def _send_mail(self) -> None:
+        assert self.transport is not None
+        if self.index == len(self.numbers):
+            self.step = "quit"
+            self.transport.write(b"QUIT\r\n")
+            return
+        sender, _ = addresses(self.numbers[self.index], self.distinct)
+        self.step = "mail"
+        self.started = time.perf_counter()
+        self.transport.write(f"MAIL FROM:<{sender}>\r\n".encode())
+
+    def _reply(self, line: bytes) -> None:
+        step = self.step
+        expected = {"greeting": b"220", "data": b"354", "quit": b"221"}.get(step, b"250")
+        if not line.startswith(expected):
+            self._fail(RuntimeError(f"{step}: expected {expected!r}, got {line!r}"))
+            return
+        transport = self.transport
+        assert transport is not None
+        if step == "greeting":
+            self.step = "ehlo"
+            transport.write(b"EHLO bench.example.net\r\n")
+        elif step in ("ehlo", "message"):
+            if step == "message":
+                self.latencies.append(time.perf_counter() - self.started)
+                self.index += 1
+            self._send_mail()
+        elif step == "mail":
+            _, recipient = addresses(self.numbers[self.index], self.distinct)
+            self.step = "rcpt"
+            transport.write(f"RCPT TO:<{recipient}>\r\n".encode())
+        elif step == "rcpt":
+            self.step = "data"
+            transport.write(b"DATA\r\n")
+        elif step == "data":
+            self.step = "message"
+            transport.write(message(self.numbers[self.index]))
+        elif step == "quit":
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if self.step == "quit":
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(exc or ConnectionError("server closed"))
+
+
 async def _session(
     host: str, port: int, numbers: list[int], latencies: list[float], distinct: int
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    await _expect(reader, b"220")
-    writer.write(b"EHLO bench.example.net\r\n")
-    await _expect(reader, b"250")
-    for number in numbers:
-        sender, recipient = addresses(number, distinct)
-        started = time.perf_counter()
-        writer.write(f"MAIL FROM:<{sender}>\r\n".encode())
-        await _expect(reader, b"250")
-        writer.write(f"RCPT TO:<{recipient}>\r\n".encode())
-        await _expect(reader, b"250")
-        writer.write(b"DATA\r\n")
-        await _expect(reader, b"354")
-        writer.write(message(number))
-        await _expect(reader, b"250")
-        latencies.append(time.perf_counter() - started)
-    writer.write(b"QUIT\r\n")
-    await _reply(reader)
-    writer.close()
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    await loop.create_connection(lambda: _Session(numbers, latencies, distinct, done), host, port)
+    await done
 
 
 async def _worker_main(
@@ -180,6 +243,26 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) used by a server: the process, the children it has
+    reaped (sendmail's per-connection processes) and the ones still running (pysendmail's
+    workers)."""
+    ticks = 0
+    for member in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
 def pss_kib(pid: int) -> int:
@@ -270,7 +353,8 @@ def _line(name: str, who: str, result: dict) -> str:
     return (
         f"{name:22s} {who:10s} {result['messages']:5d} msgs in {result['seconds']:6.2f} s = "
         f"{result['rate']:7.1f} msgs/s   p50 {result['p50_ms']:6.2f} ms  "
-        f"p99 {result['p99_ms']:7.2f} ms"
+        f"p99 {result['p99_ms']:7.2f} ms   server CPU {result['cpu_ms']:.2f} ms/msg  "
+        f"machine busy {result['busy']:.0%}"
     )
 
 
@@ -347,8 +431,17 @@ def main() -> int:
             rates = {}
             for who, host, target_port in targets:
                 per_session = per if sessions > 1 else total // scale
+                server_pid = {"pysendmail": getattr(process, "pid", None), "sendmail": sendmail_pid}
+                cpu_before = cpu_seconds(server_pid[who]) if server_pid.get(who) else 0.0
+                busy_before = machine_busy()
                 result = run_load(
                     host, target_port, total // scale, sessions, per_session, args.addresses
+                )
+                busy_after = machine_busy()
+                cpu_after = cpu_seconds(server_pid[who]) if server_pid.get(who) else 0.0
+                result["cpu_ms"] = 1000 * (cpu_after - cpu_before) / result["messages"]
+                result["busy"] = (busy_after[0] - busy_before[0]) / max(
+                    1, busy_after[1] - busy_before[1]
                 )
                 rates[who] = result["rate"]
                 print(_line(name, who, result), flush=True)

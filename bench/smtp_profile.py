@@ -93,6 +93,8 @@ def main() -> int:
     parser.add_argument("--addresses", type=int, default=1, help="distinct sender/recipients")
     parser.add_argument("--warmup", type=int, default=200, help="messages before measuring")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top entries")
+    parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative)")
+    parser.add_argument("--top", type=int, default=25, help="how many entries --profile prints")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="smtp-profile-") as tmp:
         workdir = Path(tmp)
@@ -137,7 +139,7 @@ def main() -> int:
         for name, memo in _memos(service):
             print(f"memo of the {name}: {len(memo)} keys, {memo.hits} hits, {memo.misses} misses")
         if profiler is not None:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     return 0
 
 

@@ -31,6 +31,7 @@ import select
 import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -52,6 +53,7 @@ from pysendmail.daemons.smtp_process import (
     worker_count,
     write_pid_file,
 )
+from pysendmail.daemons.threadpool import ThreadPool
 from pysendmail.daemons.tls import tls_version_macros
 from pysendmail.errors import MailError, QueueError
 from pysendmail.headers import Header, deletes_bcc, header_from_lines
@@ -96,6 +98,7 @@ class _Channel:
         self.sock = sock
         self.reader = reader
         self.writer = writer
+        self._timeout: tuple[socket.socket, float | None] | None = None
 
     def fileno(self) -> int:
         if self.sock is not None:
@@ -104,8 +107,21 @@ class _Channel:
         return self.reader.fileno()
 
     def settimeout(self, seconds: float | None) -> None:
-        if self.sock is not None:
-            self.sock.settimeout(seconds)
+        """The limit on each read and write. A plain socket stays blocking and gets it
+        as the kernel's SO_RCVTIMEO/SO_SNDTIMEO: Python's own timeouts poll(2) before
+        every recv and send, a second system call and a second GIL release each time."""
+        sock = self.sock
+        if sock is None or self._timeout == (sock, seconds):
+            return
+        if type(sock) is socket.socket:
+            if sock.gettimeout() is not None:
+                sock.settimeout(None)
+            value = _timeval(seconds or 0.0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        else:
+            sock.settimeout(seconds)
+        self._timeout = (sock, seconds)
 
     def _pending(self) -> bool:
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
@@ -118,17 +134,27 @@ class _Channel:
 
     def _read_once(self) -> bytes:
         if self.sock is not None:
-            return self.sock.recv(RECV_SIZE)
+            try:
+                return self.sock.recv(RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError("timed out") from None
         assert self.reader is not None
         return os.read(self.reader.fileno(), RECV_SIZE)
 
-    def read(self) -> tuple[bytes, bool]:
-        """What the client sent (blocking for the first byte), and whether input ended."""
+    def read(self, lookahead: Callable[[bytes], bool] | None = None) -> tuple[bytes, bool]:
+        """What the client sent (blocking for the first byte), and whether input ended.
+
+        With `lookahead`, what is already pending behind the first read is read too while
+        `lookahead` says that it matters (the session's `wants_lookahead`)."""
         data = self._read_once()
         if not data:
             return b"", True
         eof = False
-        while len(data) < MAX_PENDING_READ and self._pending():
+        while (
+            len(data) < MAX_PENDING_READ
+            and (lookahead is None or lookahead(data))
+            and self._pending()
+        ):
             more = self._read_once()
             if not more:
                 eof = True
@@ -145,6 +171,12 @@ class _Channel:
         assert self.writer is not None
         self.writer.write(data)
         self.writer.flush()
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO (0: no limit)."""
+    whole = int(seconds)
+    return struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
 
 
 class SmtpConnection:
@@ -195,7 +227,7 @@ class SmtpConnection:
                         self._handle(self.session.shutdown())
                         break
                 try:
-                    data, eof = self.channel.read()
+                    data, eof = self.channel.read(self.session.wants_lookahead)
                 except TimeoutError:
                     self._handle(self.session.timeout())
                     break
@@ -456,8 +488,12 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.stopping = threading.Event()
         self._stopped = threading.Event()
         self.listening = True
+        self._pool = ThreadPool(f"smtpd-{spec.name or 'MTA'}")
         host = spec.addr or ("::" if spec.family == "inet6" else "0.0.0.0")
         super().__init__((host, spec.port), _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        self._pool.submit(self.process_request_thread, request, client_address)
 
     @property
     def port(self) -> int:

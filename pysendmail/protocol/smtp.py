@@ -425,6 +425,9 @@ def _decode_b64(text: str) -> str | None:
         return None
 
 
+# The commands whose answer depends on whether more input is already pending.
+_LOOKAHEAD_VERBS = frozenset({b"data", b"helo", b"ehlo"})
+
 # ---------------------------------------------------------------- the message reader
 
 
@@ -562,6 +565,18 @@ class SmtpSession:
         self._eof = self._eof or eof
         self._run()
         return self._drain()
+
+    def wants_lookahead(self, data: bytes) -> bool:
+        """Whether the answer to `data` may depend on input already waiting behind it, so
+        that the caller should read what is pending before `feed`: a DATA command (a
+        message written before the 354 is refused) and HELO/EHLO before ESMTP (a client
+        writing ahead of PIPELINING). For anything else the check would cost a system
+        call per read for nothing."""
+        if self._state is not _State.COMMAND:
+            return False
+        end = data.rfind(b"\n", 0, len(data) - 1) + 1
+        last = data[end:] if end else bytes(self._buffer[-64:]) + data
+        return last.lstrip(b" \t")[:4].lower() in _LOOKAHEAD_VERBS
 
     def message_queued(self, qid: str) -> list[Output]:
         """The message of the last `MessageComplete` is safely queued as `qid`."""

@@ -86,6 +86,9 @@ _WRITE_BUFFER = 64 * 1024
 ORPHAN_AGE = 36 * 3600
 
 
+_LIBC = None  # the C library, loaded by the first syncfs
+
+
 class FileOps:
     """The file operations the store makes; tests subclass it to inject failures."""
 
@@ -107,8 +110,10 @@ class FileOps:
         """Flush every file of fd's file system to disk (Linux syncfs(2))."""
         import ctypes  # only the daemon's group commit comes here
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
+        global _LIBC
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(None, use_errno=True)
+        if _LIBC.syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
 

@@ -677,3 +677,37 @@ def test_every_reply_in_the_table_renders():
         fields.update(version="8", mechanism="M", challenge="")
         data = template.render(**fields).to_bytes()
         assert data.startswith(str(template.code).encode()) and data.endswith(b"\r\n")
+
+
+def test_lookahead_is_wanted_where_pending_input_changes_the_answer():
+    session = started()
+    # HELO/EHLO (a client writing ahead of PIPELINING) and DATA (a message written
+    # before the 354) are answered differently when more input is waiting.
+    assert session.wants_lookahead(b"EHLO x.example\r\n")
+    assert session.wants_lookahead(b"  helo x.example\r\n")
+    ehlo(session)
+    assert session.wants_lookahead(b"DATA\r\n")
+    assert session.wants_lookahead(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob>\r\ndata\r\n")
+    # Other commands are answered the same either way: no look for pending input.
+    assert not session.wants_lookahead(b"MAIL FROM:<a@example.org>\r\n")
+    assert not session.wants_lookahead(b"RCPT TO:<bob>\r\nNOOP\r\n")
+    assert not session.wants_lookahead(b"QUIT\r\n")
+
+
+def test_lookahead_sees_a_command_split_across_reads():
+    session = started()
+    ehlo(session)
+    session.feed(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob>\r\nDA")
+    assert session.wants_lookahead(b"TA\r\n")
+    session.feed(b"RS")
+    assert not session.wants_lookahead(b"ET\r\n")
+
+
+def test_no_lookahead_inside_a_message():
+    session = started()
+    ehlo(session)
+    session.feed(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob>\r\nDATA\r\n")
+    # In the body a line "DATA" is text, and the end of the message answers the same
+    # whatever follows it.
+    assert not session.wants_lookahead(b"DATA\r\n")
+    assert not session.wants_lookahead(b"hi\r\n.\r\n")
