@@ -504,6 +504,10 @@ class _MessageReader:
 class SmtpSession:
     """One ESMTP server conversation. See the module docstring for the contract."""
 
+    # Body lines are taken in runs (`_data_lines_in_bulk`); the tests turn it off to
+    # compare with the line-by-line loop.
+    bulk_body = True
+
     def __init__(self, policy: SmtpPolicy, settings: SessionSettings, client: ClientInfo) -> None:
         self.policy = policy
         self.settings = settings
@@ -1121,8 +1125,13 @@ class SmtpSession:
         buf = self._buffer
         pos = 0
         ended = False
+        bulk = self.bulk_body
         try:
             while True:
+                if bulk and reader.at_line_start and not reader.in_headers:
+                    pos, ended, bulk = self._data_lines_in_bulk(reader, pos)
+                    if ended:
+                        break
                 newline = buf.find(b"\n", pos)
                 if newline < 0:
                     pos = self._data_partial_line(reader, pos)
@@ -1152,6 +1161,30 @@ class SmtpSession:
         if self._eof:
             self._close()
         return False
+
+    def _data_lines_in_bulk(self, reader: _MessageReader, pos: int) -> tuple[int, bool, bool]:
+        """The body's complete lines from `pos` (at a line start) at once, up to and with
+        the end-of-data line: (new pos, whether the message ended, whether to go on in
+        bulk). What the line-by-line loop does, with bytes searches over the whole run of
+        lines: when a line end is bare, the run is left to that loop, which finds the
+        line and refuses it (False: no bulk for the rest of this input)."""
+        buf = self._buffer
+        last = buf.rfind(b"\n", pos)
+        if last < 0 or buf.startswith(b".\r\n", pos):
+            return pos, False, True  # no complete line, or the end at once: one by one
+        dot = buf.find(b"\r\n.\r\n", pos, last + 1)
+        end = last + 1 if dot < 0 else dot + 2
+        run = bytes(buf[pos:end])
+        line_ends = run.count(b"\r\n")
+        if run.count(b"\n") != line_ends or run.count(b"\r") != line_ends:
+            return pos, False, False
+        run = run.replace(b"\r\n", b"\n")
+        if run.startswith(b"."):
+            run = run[1:]
+        reader.body_bytes(run.replace(b"\n.", b"\n"))
+        if dot < 0:
+            return end, False, True
+        return end + 3, True, True
 
     def _data_partial_line(self, reader: _MessageReader, pos: int) -> int:
         """An unfinished line: check it, pass a very long one on in pieces; the new pos."""

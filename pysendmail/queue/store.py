@@ -156,6 +156,7 @@ class DirectorySyncer:
         self._turn = allocate_lock()  # held by the committer whose sync runs
         self._started = 0
         self._done = 0
+        self._fd = -1  # the directory, opened by the first sync and kept
         self.fsync_count = 0  # for tests and benchmarks
 
     def sync(self) -> None:
@@ -168,17 +169,30 @@ class DirectorySyncer:
                     return
                 self._started += 1
                 generation = self._started
-            fd = self._ops.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
+            if self._fd < 0:
+                self._fd = self._ops.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 if self._whole_filesystem:
-                    self._ops.syncfs(fd)
+                    self._ops.syncfs(self._fd)
                 else:
-                    self._ops.fsync(fd)
-            finally:
-                self._ops.close(fd)
+                    self._ops.fsync(self._fd)
+            except OSError:
+                self.close()  # the next sync opens the directory afresh
+                raise
             with self._counters:
                 self._done = generation
                 self.fsync_count += 1
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class Draft:

@@ -7,8 +7,11 @@ spelt out (local users, a refused sender), so each test states what it relies on
 from __future__ import annotations
 
 import base64
+import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pysendmail.errors import MailError, UserUnknown
 from pysendmail.protocol import replies as R
@@ -711,3 +714,50 @@ def test_no_lookahead_inside_a_message():
     # whatever follows it.
     assert not session.wants_lookahead(b"DATA\r\n")
     assert not session.wants_lookahead(b"hi\r\n.\r\n")
+
+
+def _data_outcome(chunks: list[bytes], bulk: bool, **settings: object) -> tuple:
+    """What a session makes of DATA input fed in `chunks`: the replies, the body the
+    draft would get, and the message's headers and size."""
+    session = started(**settings)
+    session.bulk_body = bulk
+    ehlo(session)
+    session.feed(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob>\r\nDATA\r\n")
+    outputs: list = []
+    for chunk in chunks:
+        outputs += session.feed(chunk)
+    body = b"".join(o.data for o in outputs if isinstance(o, BodyChunk))
+    done = [(o.headers, o.size) for o in outputs if isinstance(o, MessageComplete)]
+    aborted = [o.reason for o in outputs if isinstance(o, MessageAborted)]
+    return replies(outputs), body, done, aborted, session.closed
+
+
+_DATA_BYTES = st.lists(
+    st.sampled_from([b".", b"..", b"\r\n", b"\r", b"\n", b"a", b" ", b"\r\n.\r\n", b"\xc3\xa9"]),
+    max_size=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    head=st.sampled_from([b"", b"Subject: x\r\n\r\n", b"Subject: x\r\n"]),
+    parts=_DATA_BYTES,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+    limit=st.sampled_from([0, 40]),
+)
+def test_body_runs_give_what_the_line_by_line_loop_gives(head, parts, cuts, limit):
+    data = head + b"".join(parts) + b"\r\n.\r\nQUIT\r\n"
+    points = sorted({cut for cut in cuts if cut < len(data)} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    expected = _data_outcome(chunks, bulk=False, max_message_size=limit)
+    assert _data_outcome(chunks, bulk=True, max_message_size=limit) == expected
+
+
+def test_body_runs_unstuff_dots_and_stop_at_the_end_of_data():
+    data = b"Subject: x\r\n\r\n..one\r\ntwo\r\n.three\r\n..\r\n.\r\nNOOP\r\n"
+    outcome = _data_outcome([data], bulk=True)
+    replies_, body, done, aborted, closed = outcome
+    assert body == b".one\ntwo\nthree\n.\n"
+    # The message is complete and waits for the queue; the NOOP behind it waits too.
+    assert [size for _headers, size in done] == [len(b"Subject: x\n\n") + len(body)]
+    assert (replies_, aborted, closed) == ([], [], False)
