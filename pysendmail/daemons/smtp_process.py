@@ -135,10 +135,8 @@ def _fork_worker(server: Serving, rebuild: Callable[[], SmtpService] | None) -> 
     status = 0
     try:
         _fresh_queue_locks(server.service)
-        for listener in server.listeners:
-            # Every worker waits on the same sockets: a connection another worker took
-            # must not leave this one blocked in accept().
-            listener.socket.setblocking(False)
+        # Every worker waits in accept() on the same sockets; the kernel hands each
+        # connection to one of them, and SO_RCVTIMEO ends each wait (smtpd.ACCEPT_WAIT).
         serve_until_signalled(server, rebuild, parent_pid=parent)
     except BaseException:
         log.exception("SMTP worker failed")

@@ -80,6 +80,8 @@ from pysendmail.stamp import HeaderTemplate, arpadate, default_headers, time_mac
 log = logging.getLogger("pysendmail.smtpd")
 
 RECV_SIZE = 64 * 1024
+# How long a listener's accept() waits before it looks whether the daemon is stopping.
+ACCEPT_WAIT = 0.2
 # Read what is already waiting (sendmail's "is input pending" check), up to this much.
 MAX_PENDING_READ = 1024 * 1024
 
@@ -495,6 +497,13 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         self._pool.submit(self.process_request_thread, request, client_address)
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # accept() blocks at most this long, so that serve() sees stop_accepting. A
+        # blocking accept wakes one waiter per connection, where select() on the socket
+        # would wake every worker process and all but one would find nothing to accept.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(ACCEPT_WAIT))
+
     @property
     def port(self) -> int:
         return self.server_address[1]
@@ -520,7 +529,7 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
                     self._refuse_until_free(slots, poll_interval)
                     continue
                 try:
-                    accepted = self._accept_one(poll_interval)
+                    accepted = self._accept_one()
                 except BaseException:
                     if slots is not None:
                         slots.release()
@@ -539,16 +548,13 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
         finally:
             self._stopped.set()
 
-    def _accept_one(self, poll_interval: float) -> tuple[socket.socket, object] | None:
-        try:
-            ready, _, _ = select.select([self.socket], [], [], poll_interval)
-        except (OSError, ValueError):
-            return None  # closed by stop_accepting
-        if not ready or self.stopping.is_set():
-            return None
+    def _accept_one(self) -> tuple[socket.socket, object] | None:
         try:
             sock, peer = self.socket.accept()
-        except OSError:  # another worker took it, or the socket was closed
+        except OSError:  # ACCEPT_WAIT passed, or the socket was closed by stop_accepting
+            return None
+        if self.stopping.is_set():
+            sock.close()
             return None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock, peer
@@ -600,6 +606,9 @@ class SmtpListener(socketserver.ThreadingMixIn, socketserver.TCPServer):
             if service.tls_context is None:
                 return
             try:
+                # Not the listening socket's SO_RCVTIMEO (ACCEPT_WAIT), which accept()
+                # passed on to this one: Python's own timeout, or none.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0))
                 sock.settimeout(service.command_timeout or None)
                 sock = service.tls_context.wrap_socket(sock, server_side=True)
             except (OSError, ssl.SSLError):
