@@ -53,6 +53,8 @@ import sys
 from pysendmail.config.model import Overrides
 from pysendmail.config.translate import translate
 from pysendmail.daemons.smtpd import run_daemon
+from pysendmail.log import configure
+configure()  # the from= lines to $PYSENDMAIL_LOG, as `pysendmail -bd` writes them
 cf, port, queue, pid = sys.argv[1:5]
 options = {"DaemonPortOptions": f"Name=MTA, Port={port}, Addr=127.0.0.1",
            "QueueDirectory": queue, "PidFile": pid, "MaxMessageSize": "0",

@@ -38,6 +38,8 @@ def format_delay(seconds: float) -> str:
 
 def _clean(value: str) -> str:
     """Log lines stay one line whatever a client sent."""
+    if value.isprintable():
+        return value
     return "".join(c if c.isprintable() else "?" for c in value)
 
 
@@ -120,11 +122,13 @@ class MailLog:
         self.logger = logger or logging.getLogger(LOGGER_NAME)
 
     def accepted(self, qid: str, **fields) -> None:
-        self.logger.info(format_from(qid, **fields))
+        if self.logger.isEnabledFor(logging.INFO):  # no line built for nobody
+            self.logger.info(format_from(qid, **fields))
 
     def delivered(self, qid: str, **fields) -> None:
         """A `to=` line, at INFO as sendmail logs it; `stat=` says what happened."""
-        self.logger.info(format_to(qid, **fields))
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(format_to(qid, **fields))
 
     def dsn(self, qid: str, dsn_qid: str, reason: str) -> None:
         self.logger.warning(format_dsn(qid, dsn_qid, reason))

@@ -210,6 +210,7 @@ def _queue_run(
         return int(ExitCode.OK)
     if inv.quarantining:
         return _quarantine(inv, config, out)
+    _open_mail_log()
     if os.getuid() == 0:
         runtime.take_in_submissions(config)
     queue_dir = str(config.option("QueueDirectory", "/var/spool/mqueue"))
@@ -353,6 +354,14 @@ def version_block(inv: Invocation) -> str:
     return "".join(lines) + version_lines(_world_of(config, None)) + "\n"
 
 
+def _open_mail_log() -> None:
+    """The daemon's and the queue runs' from=/to= lines go where sendmail's go: syslog's
+    mail facility, or $PYSENDMAIL_LOG (a file, or stderr)."""
+    from pysendmail import log
+
+    log.configure()
+
+
 def _smtp_daemon(foreground: bool) -> Runner:
     """-bd (detached) and -bD (foreground): the SMTP daemon; with -q<time> a queue runner
     process beside it that also takes in what users handed over."""
@@ -375,6 +384,7 @@ def _smtp_daemon(foreground: bool) -> Runner:
             err.flush()
         if os.getuid() == 0:
             runtime.take_in_submissions(config)
+        _open_mail_log()
         out.flush()
         # SIGHUP reads the cf again with the same command-line overrides.
         return int(

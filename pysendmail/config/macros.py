@@ -25,7 +25,53 @@ _MAX_DEPTH = 10
 
 def expand(text: str, macros: Mapping[str, str]) -> str:
     """`text` with its macro references replaced by their values in `macros`."""
-    return _Expander(text, macros, 0).run()
+    if "$" not in text:
+        return text
+    return _evaluate(_compiled(text), macros, 0)
+
+
+# A text's parts, parsed once: literal strings, (name, expand_it) references and
+# _Conditional parts. The greeting and the Received: line are expanded for every
+# connection and message; parsing them each time cost most of the work.
+_PARSED: dict[str, list] = {}
+_PARSED_LIMIT = 512
+
+
+class _Conditional:
+    __slots__ = ("else_part", "name", "then_part")
+
+    def __init__(self, name: str, then_part: list, else_part: list) -> None:
+        self.name = name
+        self.then_part = then_part
+        self.else_part = else_part
+
+
+def _compiled(text: str) -> list:
+    parts = _PARSED.get(text)
+    if parts is None:
+        parts, _ = _Parser(text).until(stops=())
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()  # texts from clients (HELO names...) must not grow it forever
+        _PARSED[text] = parts
+    return parts
+
+
+def _evaluate(parts: list, macros: Mapping[str, str], depth: int) -> str:
+    out: list[str] = []
+    for part in parts:
+        kind = type(part)
+        if kind is str:
+            out.append(part)
+        elif kind is tuple:
+            name, expand_it = part
+            raw = macros.get(name, "")
+            if expand_it and "$" in raw and depth < _MAX_DEPTH:
+                raw = _evaluate(_compiled(raw), macros, depth + 1)
+            out.append(raw)
+        else:
+            taken = part.then_part if macros.get(part.name, "") else part.else_part
+            out.append(_evaluate(taken, macros, depth))
+    return "".join(out)
 
 
 def macro_references(text: str) -> set[str]:
@@ -60,7 +106,59 @@ def _read_name(text: str, pos: int) -> tuple[str | None, int]:
     return text[pos], pos + 1
 
 
+class _Parser:
+    """Splits a text into the parts `_evaluate` expands, as `_Expander` reads it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def until(self, stops: tuple[str, ...]) -> tuple[list, str | None]:
+        text = self.text
+        out: list = []
+        while self.pos < len(text):
+            dollar = text.find("$", self.pos)
+            if dollar < 0:
+                out.append(text[self.pos :])
+                self.pos = len(text)
+                break
+            if dollar > self.pos:
+                out.append(text[self.pos : dollar])
+            after = dollar + 1
+            marker = text[after] if after < len(text) else ""
+            if marker and marker in stops:
+                self.pos = after + 1
+                return out, marker
+            if marker == "?":
+                out.append(self.conditional(after + 1))
+                continue
+            deferred = marker == "&"
+            name, end = _read_name(text, after + 1 if deferred else after)
+            if name is None:
+                out.append("$")  # an operator or a lone `$`: kept as written
+                self.pos = after
+                continue
+            out.append((name, not deferred))
+            self.pos = end
+        return out, None
+
+    def conditional(self, name_at: int) -> _Conditional | str:
+        name, end = _read_name(self.text, name_at)
+        if name is None:
+            self.pos = name_at
+            return "$?"
+        self.pos = end
+        then_part, stop = self.until(stops=("|", "."))
+        else_part: list = []
+        if stop == "|":
+            else_part, _ = self.until(stops=(".",))
+        return _Conditional(name, then_part, else_part)
+
+
 class _Expander:
+    """The reference reading of macro syntax, one character run at a time: the tests
+    check the parsed expansion against it."""
+
     def __init__(self, text: str, macros: Mapping[str, str], depth: int) -> None:
         self.text = text
         self.macros = macros

@@ -219,6 +219,30 @@ def test_mail_sent_over_smtp_is_delivered_and_fetched_over_pop3(host: Host) -> N
     assert "is empty" in listing
 
 
+def test_the_daemon_and_its_deliveries_write_sendmails_log_lines(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maillog = host.base / "maillog"
+    monkeypatch.setenv("PYSENDMAIL_LOG", str(maillog))
+    user = host.account.pw_name
+    port = _free_port()
+    _start_smtp(host, port)
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.sendmail("sender@localhost", [f"{user}@localhost"], "Subject: logged\n\nhi\n")
+    deadline = time.monotonic() + 30
+    while "stat=Sent" not in (maillog.read_text() if maillog.exists() else ""):
+        assert time.monotonic() < deadline, (host.base / "smtpd.log").read_text()
+        time.sleep(0.1)
+    lines = maillog.read_text().splitlines()
+    accepted = [line for line in lines if ": from=<sender@localhost>, size=" in line]
+    assert len(accepted) == 1
+    assert "nrcpts=1, " in accepted[0]
+    assert "proto=ESMTP, daemon=MTA, relay=localhost [127.0.0.1]" in accepted[0]
+    qid = accepted[0].split(": from=", 1)[0].rsplit(" ", 1)[1]
+    sent = [line for line in lines if f"{qid}: to=<{user}@localhost>, " in line]
+    assert len(sent) == 1 and "stat=Sent" in sent[0]
+
+
 def _size_offered(port: int) -> str:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.ehlo("client.example")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pysendmail.config.macros import expand, macro_references
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pysendmail.config.macros import _Expander, expand, macro_references
 
 MACROS = {
     "j": "mail.example.com",
@@ -91,3 +94,21 @@ def test_macro_references() -> None:
         "x",
         "auth_type",
     }
+
+
+_TEXT = st.lists(
+    st.sampled_from(["$", "?", "|", ".", "&", "{", "}", "x", "y", "{name}", " ", "a", "$$"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    text=_TEXT,
+    values=st.dictionaries(st.sampled_from(["x", "y", "name", "a"]), _TEXT, max_size=4),
+)
+def test_parsed_expansion_reads_text_as_the_reference_expander_does(text, values) -> None:
+    # Values refer to macros in turn (themselves too): both stop at the same depth.
+    assert expand(text, values) == _Expander(text, values, 0).run()
+    # Asked again, the parsed form kept from the first time gives the same text.
+    assert expand(text, values) == _Expander(text, values, 0).run()
