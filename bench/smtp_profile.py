@@ -61,7 +61,8 @@ def one_session(service: SmtpService, numbers: list[int], distinct: int) -> None
         if not last.startswith(code):
             raise SystemExit(f"expected {code!r} after {data[:40]!r}, got {reply!r}")
 
-    connection._handle(connection.session.start())
+    greeting = service.greeting(connection._macros, time.time())
+    connection._handle(connection.session.start(greeting=greeting))
     say(b"EHLO bench.example.net\r\n", b"250")
     for number in numbers:
         sender, recipient = addresses(number, distinct)

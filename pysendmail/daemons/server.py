@@ -30,7 +30,7 @@ from pysendmail.config.compiled import (
     open_map,
     source_path,
 )
-from pysendmail.config.macros import expand
+from pysendmail.config.macros import expand, macro_references
 from pysendmail.config.model import Config, DaemonSpec, HeaderSpec, MapSpec
 from pysendmail.daemons.tls import context_from_options
 from pysendmail.dns import DnsTempFailure, HostNotFound, NullMx, Resolver, ResolverSettings
@@ -108,7 +108,16 @@ class SmtpService:
         return self.settings.hostname
 
     def settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
-        """The session settings as one daemon's M= modifiers change them."""
+        """The session settings as one daemon's M= modifiers change them (made once per
+        daemon: settings are never changed in place, only replaced)."""
+        known = self.__dict__.setdefault("_settings_by_daemon", {})
+        key = (daemon, tls_on_connect)
+        settings = known.get(key)
+        if settings is None:
+            settings = known[key] = self._settings_for(daemon, tls_on_connect)
+        return settings
+
+    def _settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
         flags = daemon.modifiers if daemon is not None else frozenset()
         settings = self.settings
         changes: dict[str, object] = {"tls_available": self.tls_context is not None}
@@ -123,8 +132,29 @@ class SmtpService:
         return replace(settings, **changes)  # type: ignore[arg-type]
 
     def greeting(self, client_macros: dict[str, str], now: float) -> str:
+        # The same text for every client within a second, unless the greeting names a
+        # client's macro (through the cf's macros too): then it is expanded each time.
+        second = int(now)
+        cached = self.__dict__.get("_greeting")
+        if cached is not None and cached[0] == second and cached[1] == client_macros.keys():
+            return cached[2]
         macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
-        return expand(self.greeting_template, macros)
+        text = expand(self.greeting_template, macros)
+        if not _references(self.greeting_template, self.macros) & client_macros.keys():
+            self.__dict__["_greeting"] = (second, client_macros.keys(), text)
+        return text
+
+
+def _references(text: str, macros: dict[str, str]) -> set[str]:
+    """The macros `text` names, and those their values name in turn."""
+    names: set[str] = set()
+    todo = [text]
+    while todo:
+        for name in macro_references(todo.pop()):
+            if name not in names:
+                names.add(name)
+                todo.append(macros.get(name, ""))
+    return names
 
 
 def bs_auth_warnings(service: SmtpService, uid: int, user: str, sender: str) -> list[str]:

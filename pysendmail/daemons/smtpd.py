@@ -215,10 +215,8 @@ class SmtpConnection:
     def run(self, early_talker: bool = False) -> None:
         service = self.service
         greeting = service.greeting(self._macros, time.time())
-        settings = replace(self.session.settings, greeting=greeting)
-        self.session.settings = settings
         try:
-            self._handle(self.session.start(early_talker))
+            self._handle(self.session.start(early_talker, greeting=greeting))
             while not self.session.closed:
                 in_data = self.session.in_transaction and not self.session.awaiting_queue
                 timeout = service.data_timeout if in_data else service.command_timeout

@@ -529,6 +529,7 @@ class SmtpSession:
         self._bdat_pending_cr = False
         self._auth_mechanism = ""
         self._auth_step: list[str] = []
+        self._greeting_text = ""
         self.started = False
 
     # ------------------------------------------------------------ public API
@@ -545,9 +546,12 @@ class SmtpSession:
     def awaiting_queue(self) -> bool:
         return self._state is _State.AWAIT_QUEUE
 
-    def start(self, early_talker: bool = False) -> list[Output]:
-        """The greeting. `early_talker`: the client spoke during greet_pause."""
+    def start(self, early_talker: bool = False, greeting: str | None = None) -> list[Output]:
+        """The greeting (`greeting`, else the settings' one). `early_talker`: the client
+        spoke during greet_pause."""
         self.started = True
+        if greeting is not None:
+            self._greeting_text = greeting
         host = self.settings.hostname
         decision = self.policy.check_connect(self.view.client)
         if decision.verdict is Verdict.DISCARD:
@@ -659,7 +663,7 @@ class SmtpSession:
             raise RuntimeError("no message is waiting for the queue")
 
     def _greeting_lines(self) -> list[str]:
-        text = self.settings.greeting or f"{self.settings.hostname}"
+        text = self._greeting_text or self.settings.greeting or f"{self.settings.hostname}"
         lines = text.split("\n")
         first = lines[0].split(None, 1)
         # sendmail inserts "ESMTP" as the second word of the first line.
