@@ -25,10 +25,18 @@ from pysendmail.rules.context import (
     Mailer,
     RuleWorld,
 )
-from pysendmail.rules.engine import EX_OK, EX_TEMPFAIL, Rewriter, is_enhanced_status
+from pysendmail.rules.engine import EX_OK, EX_TEMPFAIL, Messages, Rewriter, is_enhanced_status
+from pysendmail.rules.memo import Reads, still_valid
 from pysendmail.rules.tokenizer import CANONHOST, CANONNET, CANONUSER, MACROEXPAND, MAXNAME
 from pysendmail.rules.tokenizer import ascii_digits as _ascii_digits
 from pysendmail.sysexits import ExitCode
+
+TYPE_CHECKING = False  # typing stays off the import path (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 RF_SENDERADDR = 0x001
 RF_HEADERADDR = 0x002
@@ -341,6 +349,46 @@ class AddressRules:
 
 
 MAXNAME_I = 1024 * 4
+
+
+# parseaddr() outcomes a world's users keep (see kept_parse); beyond that many, afresh.
+KEPT_PARSES = 4096
+_HOST_MACRO = tk.macro_id("h")
+
+
+def kept_parse(
+    world: RuleWorld,
+    kept: dict[Hashable, tuple[T, Reads]],
+    key: Hashable,
+    compute: Callable[[AddressRules], T],
+) -> T:
+    """What `compute` makes of a fresh AddressRules (a parseaddr() and what it leaves),
+    kept in `kept` under `key` with everything its rulesets read (macros, map stamps) and
+    given again while all of that is unchanged, as rules/memo.py does for one ruleset
+    call: the same answer without parseaddr()'s scanning and its dozen remembered calls.
+
+    Nothing is kept for a world that remembers nothing (-bt), for an outcome whose
+    rules wrote a message or set a macro, or that consulted a map without a version.
+    `$h`, which buildaddr() sets from the address itself before rulesets 2 and 4 read
+    it, is not part of what an outcome depends on."""
+    if world.memo is None:
+        return compute(AddressRules(world, world.rewriter(messages=Messages())))
+    found = kept.get(key)
+    if found is not None and still_valid(found[1], world.macros):
+        return found[0]
+    rules = AddressRules(world, world.rewriter(messages=Messages()))
+    reads = Reads()
+    rules.rw._reads.append(reads)
+    try:
+        outcome = compute(rules)
+    finally:
+        rules.rw._reads.pop()
+    if not (reads.tainted or reads.written or rules.messages.raw):
+        reads.macros.pop(_HOST_MACRO, None)
+        if len(kept) >= KEPT_PARSES:
+            kept.clear()
+        kept[key] = (outcome, reads)
+    return outcome
 
 
 def _stripquotes(text: str) -> str:

@@ -128,7 +128,7 @@ class RuleMemo:
         for found in variants:
             if found.reads.written and not private:
                 continue
-            if _still_valid(found.reads, macros):
+            if still_valid(found.reads, macros):
                 self.hits += 1
                 return found
         self.misses += 1
@@ -147,7 +147,9 @@ class RuleMemo:
             self._inner.entries.clear()
 
 
-def _still_valid(reads: Reads, macros: Mapping[str, str]) -> bool:
+def still_valid(reads: Reads, macros: Mapping[str, str]) -> bool:
+    """Whether every macro `reads` recorded has that value in `macros` and every map
+    it consulted the same stamp."""
     for mid, value in reads.macros.items():
         if macros.get(mid) != value:
             return False

@@ -27,6 +27,7 @@ from pysendmail.rules.address import (
     RF_SENDERADDR,
     AddressRules,
     dsn_to_exit,
+    kept_parse,
 )
 from pysendmail.rules.checks import error_reply
 from pysendmail.rules.context import MapOpener, RuleWorld, build_world
@@ -34,6 +35,12 @@ from pysendmail.rules.engine import Messages, is_enhanced_status
 from pysendmail.rules.stock import ROUTING_RULESETS, StockReport
 from pysendmail.sysexits import ExitCode
 from pysendmail.tablesyntax import needs_rules
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    from pysendmail.rules.memo import Reads
 
 
 class Triple(NamedTuple):
@@ -50,13 +57,20 @@ class RuleRouter:
     def __init__(self, world: RuleWorld, *, stock: bool = False) -> None:
         self.world = world
         self.stock = stock  # the routing rulesets are the stock m4 output
+        # address -> (Triple, what resolving it read): see resolve().
+        self._resolved: dict[Hashable, tuple[Triple, Reads]] = {}
 
     def _rules(self) -> AddressRules:
         return AddressRules(self.world, self.world.rewriter(messages=Messages()))
 
     def resolve(self, address: str) -> Triple:
-        """The mailer triple for a recipient, or the MailError sendmail would give."""
-        rules = self._rules()
+        """The mailer triple for a recipient, or the MailError sendmail would give (a
+        triple is kept while what its rules read is unchanged: address.kept_parse)."""
+        return kept_parse(
+            self.world, self._resolved, address, lambda rules: self._resolve(rules, address)
+        )
+
+    def _resolve(self, rules: AddressRules, address: str) -> Triple:
         parsed = rules.parseaddr(address, 0, "\0", True)
         messages = rules.messages
         if parsed is not None and parsed.bad and parsed.mailer.name == "*error*":

@@ -20,14 +20,14 @@ protocol layer. Pure and thread-safe: each call has its own macros.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from pysendmail.config.model import Config
-from pysendmail.rules.address import RF_SENDERADDR, AddressRules
+from pysendmail.rules.address import RF_SENDERADDR, AddressRules, kept_parse
 from pysendmail.rules.checks import Verdict, run_check
 from pysendmail.rules.context import MapOpener, RuleWorld, build_world
-from pysendmail.rules.engine import Messages
+from pysendmail.rules.memo import Reads
 from pysendmail.rules.stock import StockReport
 
 CHECK_POINTS = ("check_relay", "check_mail", "check_rcpt", "check_compat")
@@ -53,6 +53,8 @@ class RuleChecks:
         self.world = world
         self.points = points
         self.fixed = dict(macros or {})
+        # {mail_*}/{rcpt_*} of an address: see parsed_macros (address.kept_parse).
+        self._parsed: dict[Hashable, tuple[dict[str, str], Reads]] = {}
 
     @classmethod
     def for_cf(
@@ -116,16 +118,20 @@ class RuleChecks:
     def parsed_macros(self, prefix: str, address: str, *, sender: bool) -> dict[str, str]:
         """`{rcpt_mailer}`, `{rcpt_host}`, `{rcpt_addr}` (or `mail_`): the address through
         rulesets 3 and 0, as sendmail's parseaddr() leaves them before the check."""
-        rules = AddressRules(self.world, self.world.rewriter(messages=Messages()))
-        flags = RF_SENDERADDR if sender else 0
-        parsed = rules.parseaddr(f"<{_path_address(address)}>", flags, "\0", not sender)
-        if parsed is None or parsed.bad:
-            return {}
-        return {
-            f"{prefix}_mailer": parsed.mailer.name,
-            f"{prefix}_host": parsed.host or "",
-            f"{prefix}_addr": parsed.user,
-        }
+        path = f"<{_path_address(address)}>"
+
+        def parse(rules: AddressRules) -> dict[str, str]:
+            flags = RF_SENDERADDR if sender else 0
+            parsed = rules.parseaddr(path, flags, "\0", not sender)
+            if parsed is None or parsed.bad:
+                return {}
+            return {
+                f"{prefix}_mailer": parsed.mailer.name,
+                f"{prefix}_host": parsed.host or "",
+                f"{prefix}_addr": parsed.user,
+            }
+
+        return dict(kept_parse(self.world, self._parsed, (prefix, path, sender), parse))
 
     def mail(self, session: Any, sender: str) -> Verdict | None:
         if not self.runs("check_mail"):

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from pysendmail.errors import MailError
 from pysendmail.rules import maps as mp
 from pysendmail.rules.address import AddressRules
 from pysendmail.rules.checks import run_check
 from pysendmail.rules.context import RuleWorld, build_world
 from pysendmail.rules.engine import Messages
 from pysendmail.rules.memo import Reads, RuleMemo
+from pysendmail.rules.routes import RuleRouter
+from pysendmail.rules.smtpchecks import RuleChecks
 from tests.unit.rules_support import BT_CONFIGS, HOSTNAME, bt_cases, load_cf, world_from_text
 
 CF = """\
@@ -247,3 +250,65 @@ def test_the_memo_is_bounded_and_subroutine_calls_never_push_out_callers_questio
     memo.put((10, 0, 100, "asked2"), ("answer",), 0, Reads())
     assert memo.get((10, 0, 100, "asked1"), {}) is None  # least recently used of the two
     assert memo.get((10, 0, 100, "asked0"), {}) is not None
+
+
+# ------------------------------------------------------------ resolved addresses
+
+
+def _resolution(router: RuleRouter, address: str) -> str:
+    try:
+        return repr(router.resolve(address))
+    except MailError as error:
+        return f"{type(error).__name__}: {error} {error.reply_code} {error.status}"
+
+
+@pytest.mark.parametrize("config", sorted(BT_CONFIGS))
+def test_resolved_addresses_are_kept_only_with_the_answer_the_rules_give(
+    oracle_dir: Path, config: str
+) -> None:
+    cf = load_cf(oracle_dir / BT_CONFIGS[config])
+    plain = RuleRouter(build_world(cf, hostname=HOSTNAME, memo=False))
+    keeping = RuleRouter(build_world(cf, hostname=HOSTNAME))
+    addresses = sorted(
+        {case["address"] for case in bt_cases(oracle_dir, config) if case.get("address")}
+    )
+    for address in addresses:
+        expected = _resolution(plain, address)
+        assert _resolution(keeping, address) == expected, address
+        assert _resolution(keeping, address) == expected, address  # now the kept triple
+    assert keeping._resolved  # some were kept (none that wrote a message)
+
+
+def test_a_resolved_address_follows_a_changed_map() -> None:
+    table = StampedTable({"bob": "local"})
+    rules = world_from_text(
+        "V10\nDjmail.example.com\nMlocal, P=/bin/true, F=l, A=local $u\n"
+        "Mesmtp, P=[IPC], F=mDFMuX, A=TCP $h\n"
+        "S0\nR$+\t\t$: $(table $1 $: remote $) $| $1\n"
+        "Rlocal $| $+\t$#local $: $1\nRremote $| $+\t$#esmtp $@ relay.example $: $1\n"
+        "S3\nS1\nS2\nS4\n"
+    )
+    rules.maps["table"] = mp.KeyValueMap("table", mp.MapFlags(), table)  # type: ignore[arg-type]
+    router = RuleRouter(rules)
+    assert router.resolve("bob") == ("local", "", "bob")
+    assert router.resolve("bob") == ("local", "", "bob")
+    assert "bob" in router._resolved
+    table.data["bob"] = "remote"
+    table.version = 2
+    assert router.resolve("bob") == ("esmtp", "relay.example", "bob")
+
+
+@pytest.mark.parametrize("config", sorted(BT_CONFIGS))
+def test_kept_mail_and_rcpt_macros_are_what_parseaddr_gives(oracle_dir: Path, config: str) -> None:
+    cf = load_cf(oracle_dir / BT_CONFIGS[config])
+    plain = RuleChecks(build_world(cf, hostname=HOSTNAME, memo=False), frozenset())
+    keeping = RuleChecks(build_world(cf, hostname=HOSTNAME), frozenset())
+    addresses = sorted(
+        {case["address"] for case in bt_cases(oracle_dir, config) if case.get("address")}
+    )
+    for address in addresses:
+        for prefix, sender in (("mail", True), ("rcpt", False)):
+            expected = plain.parsed_macros(prefix, address, sender=sender)
+            for _ in range(2):  # the second from what was kept
+                assert keeping.parsed_macros(prefix, address, sender=sender) == expected
+    assert keeping._parsed
