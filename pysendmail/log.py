@@ -22,97 +22,16 @@ import os
 import socket
 import sys
 
+from pysendmail.loglines import (  # noqa: F401 (the lines' builders, used from here too)
+    DEFAULT_IDENT,
+    format_delay,
+    format_dsn,
+    format_from,
+    format_to,
+)
+from pysendmail.loglines import _clean as _clean
+
 LOGGER_NAME = "pysendmail.mail"
-DEFAULT_IDENT = "sendmail"
-
-
-def format_delay(seconds: float) -> str:
-    """sendmail's pintvl(): `HH:MM:SS`, with `D+` in front once a day has passed."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}+{clock}" if days else clock
-
-
-def _clean(value: str) -> str:
-    """Log lines stay one line whatever a client sent."""
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else "?" for c in value)
-
-
-def _join(qid: str, fields: list[tuple[str, object]]) -> str:
-    text = ", ".join(f"{name}={_clean(str(value))}" for name, value in fields if value is not None)
-    return f"{qid}: {text}" if qid else text
-
-
-def format_from(
-    qid: str,
-    *,
-    sender: str,
-    size: int,
-    nrcpts: int,
-    msg_class: int = 0,
-    msgid: str | None = None,
-    bodytype: str | None = None,
-    proto: str | None = None,
-    daemon: str | None = None,
-    relay: str | None = None,
-) -> str:
-    """The `from=` line written when a message is accepted into the queue."""
-    return _join(
-        qid,
-        [
-            ("from", sender),
-            ("size", size),
-            ("class", msg_class),
-            ("nrcpts", nrcpts),
-            ("msgid", msgid),
-            ("bodytype", bodytype),
-            ("proto", proto),
-            ("daemon", daemon),
-            ("relay", relay),
-        ],
-    )
-
-
-def format_to(
-    qid: str,
-    *,
-    to: str,
-    delay: float,
-    xdelay: float,
-    mailer: str,
-    pri: int,
-    dsn: str,
-    stat: str,
-    ctladdr: str | None = None,
-    orig_to: str | None = None,
-    relay: str | None = None,
-) -> str:
-    """The `to=` line written after each delivery attempt of one or more recipients."""
-    return _join(
-        qid,
-        [
-            ("to", to),
-            ("orig_to", orig_to),
-            ("ctladdr", ctladdr),
-            ("delay", format_delay(delay)),
-            ("xdelay", format_delay(xdelay)),
-            ("mailer", mailer),
-            ("pri", pri),
-            ("relay", relay),
-            ("dsn", dsn),
-            ("stat", stat),
-        ],
-    )
-
-
-def format_dsn(qid: str, dsn_qid: str, reason: str) -> str:
-    """The line naming the DSN a message caused: `ID: DSNID: DSN: reason`."""
-    return f"{qid}: {dsn_qid}: DSN: {_clean(reason)}"
 
 
 class MailLog:
@@ -160,11 +79,16 @@ class _FileFormatter(logging.Formatter):
 
 
 def make_handler(
-    target: str, ident: str = DEFAULT_IDENT, *, syslog_address: str = "/dev/log"
+    target: str,
+    ident: str = DEFAULT_IDENT,
+    *,
+    syslog_address: str = "/dev/log",
+    quiet: bool = False,
 ) -> logging.Handler:
     """A handler for `syslog` (mail facility), `stderr`, or a file path.
 
-    `syslog` falls back to stderr when the machine has no syslog socket.
+    `syslog` falls back to stderr when the machine has no syslog socket, or with `quiet`
+    (a command line's deliveries: a cron job must not get the lines) to nothing.
     """
     if target == "syslog":
         if os.path.exists(syslog_address):
@@ -173,6 +97,8 @@ def make_handler(
             )
             handler.setFormatter(_SyslogFormatter(ident))
             return handler
+        if quiet:
+            return logging.NullHandler()
         target = "stderr"
     if target == "stderr":
         handler = logging.StreamHandler(sys.stderr)
@@ -183,15 +109,20 @@ def make_handler(
 
 
 def configure(
-    target: str | None = None, *, ident: str = DEFAULT_IDENT, level: int = logging.INFO
+    target: str | None = None,
+    *,
+    ident: str = DEFAULT_IDENT,
+    level: int = logging.INFO,
+    quiet: bool = False,
 ) -> MailLog:
-    """Point the mail log at `target` (default: $PYSENDMAIL_LOG, else syslog)."""
+    """Point the mail log at `target` (default: $PYSENDMAIL_LOG, else syslog; `quiet`:
+    see make_handler)."""
     chosen = target or os.environ.get("PYSENDMAIL_LOG") or "syslog"
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):
         logger.removeHandler(old)
         old.close()
-    logger.addHandler(make_handler(chosen, ident))
+    logger.addHandler(make_handler(chosen, ident, quiet=quiet))
     logger.setLevel(level)
     logger.propagate = False
     # The queue's own diagnostics (lost queue files, orphans) go to the same place.

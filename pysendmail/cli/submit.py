@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from pysendmail import SENDMAIL_VERSION, address, stamp
+from pysendmail import SENDMAIL_VERSION, address, loglines, stamp
 from pysendmail.cli.collect import Collected, collect
 from pysendmail.cli.options import Invocation
 from pysendmail.config.model import HeaderSpec
@@ -417,6 +417,18 @@ def _finish(
     except QueueError as exc:
         out.write(f"{exc.text}\n")
         return Outcome(int(ExitCode.TEMPFAIL))
+    if qid is not None:
+        message_ids = [h.value.strip() for h in queued_headers if h.key == "message-id"]
+        loglines.write_line(
+            loglines.format_from(
+                qid,
+                sender=sender,
+                size=collected.size,
+                nrcpts=len(queue_file.recipients),
+                msgid=message_ids[0] if message_ids else None,
+                relay=persistent["_"],
+            )
+        )
     return Outcome(resolved.exit_code, qid, report_qid)
 
 
@@ -593,8 +605,10 @@ def _deliver_now(
     """-odi: one delivery attempt before exiting. A recipient that failed for good makes
     the exit status its mailer's (68 for an unknown host; 69 when there is none) unless
     submission already set one; deferred ones stay queued (0)."""
+    from pysendmail import log
     from pysendmail.queue.service import runner_for_config
 
+    log.configure(quiet=True)  # the to= lines; none on the user's terminal
     runner = runner_for_config(config, verbose=verbose)
     failed_codes: list[int] = []
 

@@ -18,6 +18,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ import pytest
 import pysendmail.config
 from pysendmail import passwd
 from pysendmail.queue.listing import list_queue
+from tests.conftest import command, subprocess_env
 from tests.integration.cli_support import unprivileged_user
 
 DEFAULT_CF = Path(pysendmail.config.__file__).parent / "default.cf"
@@ -241,6 +243,46 @@ def test_the_daemon_and_its_deliveries_write_sendmails_log_lines(
     qid = accepted[0].split(": from=", 1)[0].rsplit(" ", 1)[1]
     sent = [line for line in lines if f"{qid}: to=<{user}@localhost>, " in line]
     assert len(sent) == 1 and "stat=Sent" in sent[0]
+
+
+def test_a_command_line_submission_logs_its_from_and_to_lines(host: Host) -> None:
+    maillog = host.base / "maillog"
+    user = host.account.pw_name
+    env = subprocess_env(XDG_CACHE_HOME=str(host.base / "cache"), PYSENDMAIL_LOG=str(maillog))
+    run = subprocess.run(
+        [*command("sendmail"), "-C", str(host.cf), "-odi", "-i", f"{user}@localhost"],
+        input=b"Subject: from the command line\n\nhi\n",
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (0, b"", b"")
+    lines = maillog.read_text().splitlines()
+    accepted = [line for line in lines if ": from=" in line]
+    assert len(accepted) == 1
+    caller = pwd.getpwuid(os.getuid()).pw_name
+    assert f": from={caller}, size=" in accepted[0]
+    assert accepted[0].endswith(f", relay={caller}@localhost")
+    assert "nrcpts=1, msgid=<" in accepted[0]
+    qid = accepted[0].split(": from=", 1)[0].rsplit(" ", 1)[1]
+    sent = [line for line in lines if f"{qid}: to={user}@localhost, " in line]
+    assert len(sent) == 1 and "mailer=local" in sent[0] and "stat=Sent" in sent[0], lines
+    assert len(list((host.maildir / "new").iterdir())) == 1
+
+
+def test_without_syslog_a_submission_prints_no_log_line(host: Host) -> None:
+    env = subprocess_env(XDG_CACHE_HOME=str(host.base / "cache"))
+    env.pop("PYSENDMAIL_LOG", None)
+    run = subprocess.run(
+        [*command("sendmail"), "-C", str(host.cf), "-odq", "-i", "postmaster"],
+        input=b"Subject: quiet\n\nhi\n",
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    # A cron job mails whatever its command prints: the line goes to syslog or nowhere.
+    assert (run.returncode, run.stdout, run.stderr) == (0, b"", b"")
+    assert len(list(host.queue_dir.glob("qf*"))) == 1
 
 
 def _size_offered(port: int) -> str:

@@ -101,3 +101,32 @@ def test_syslog_target_uses_the_mail_facility(tmp_path):
 def test_syslog_without_a_socket_falls_back_to_stderr(tmp_path):
     handler = log.make_handler("syslog", syslog_address=str(tmp_path / "none"))
     assert isinstance(handler, logging.StreamHandler)
+
+
+def test_a_command_lines_line_goes_to_syslog_as_one_datagram(tmp_path, monkeypatch):
+    from pysendmail import loglines
+
+    path = str(tmp_path / "log")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    monkeypatch.setattr(loglines, "SYSLOG_SOCKET", path)
+    monkeypatch.delenv("PYSENDMAIL_LOG", raising=False)
+    try:
+        loglines.write_line("QID: from=root, size=3")
+        record = server.recv(4096)
+    finally:
+        server.close()
+    # mail.info (2 * 8 + 6), the ident and pid, as SysLogHandler sends the daemon's
+    assert record.startswith(b"<22>sendmail[") and record.endswith(b"]: QID: from=root, size=3\0")
+
+
+def test_a_command_lines_line_to_a_file_and_nowhere_without_syslog(tmp_path, monkeypatch, capfd):
+    from pysendmail import loglines
+
+    target = tmp_path / "maillog"
+    loglines.write_line("QID: from=root", target=str(target))
+    text = target.read_text()
+    assert text.endswith("]: QID: from=root\n") and " sendmail[" in text
+    monkeypatch.setattr(loglines, "SYSLOG_SOCKET", str(tmp_path / "no-such-socket"))
+    loglines.write_line("QID: lost", target="syslog")  # dropped, as syslog(3) drops it
+    assert capfd.readouterr() == ("", "")
