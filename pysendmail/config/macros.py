@@ -107,7 +107,8 @@ def _read_name(text: str, pos: int) -> tuple[str | None, int]:
 
 
 class _Parser:
-    """Splits a text into the parts `_evaluate` expands, as `_Expander` reads it."""
+    """Splits a text into the parts `_evaluate` expands: literal text, references, and
+    conditionals with their two branches; an operator or a lone `$` stays literal."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -153,67 +154,3 @@ class _Parser:
         if stop == "|":
             else_part, _ = self.until(stops=(".",))
         return _Conditional(name, then_part, else_part)
-
-
-class _Expander:
-    """The reference reading of macro syntax, one character run at a time: the tests
-    check the parsed expansion against it."""
-
-    def __init__(self, text: str, macros: Mapping[str, str], depth: int) -> None:
-        self.text = text
-        self.macros = macros
-        self.depth = depth
-        self.pos = 0
-
-    def value(self, name: str, expand_it: bool) -> str:
-        raw = self.macros.get(name, "")
-        if not expand_it or "$" not in raw or self.depth >= _MAX_DEPTH:
-            return raw
-        return _Expander(raw, self.macros, self.depth + 1).run()
-
-    def run(self) -> str:
-        out, _ = self.until(stops=())
-        return out
-
-    def until(self, stops: tuple[str, ...]) -> tuple[str, str | None]:
-        """Expand up to (not past) `$` followed by one of `stops`; returns the text
-        and the stop met (None at the end of the text)."""
-        text = self.text
-        out: list[str] = []
-        while self.pos < len(text):
-            dollar = text.find("$", self.pos)
-            if dollar < 0:
-                out.append(text[self.pos :])
-                self.pos = len(text)
-                break
-            out.append(text[self.pos : dollar])
-            after = dollar + 1
-            marker = text[after] if after < len(text) else ""
-            if marker and marker in stops:
-                self.pos = after + 1
-                return "".join(out), marker
-            if marker == "?":
-                out.append(self.conditional(dollar, after + 1))
-                continue
-            deferred = marker == "&"
-            name, end = _read_name(text, after + 1 if deferred else after)
-            if name is None:
-                out.append("$")  # an operator or a lone `$`: kept as written
-                self.pos = after
-                continue
-            out.append(self.value(name, expand_it=not deferred))
-            self.pos = end
-        return "".join(out), None
-
-    def conditional(self, dollar: int, name_at: int) -> str:
-        name, end = _read_name(self.text, name_at)
-        if name is None:
-            self.pos = name_at
-            return "$?"
-        self.pos = end
-        is_set = bool(self.macros.get(name, ""))
-        then_part, stop = self.until(stops=("|", "."))
-        else_part = ""
-        if stop == "|":
-            else_part, _ = self.until(stops=(".",))
-        return then_part if is_set else else_part
