@@ -102,6 +102,12 @@ class SmtpService:
     trusted_users: frozenset[str] = frozenset({"root"})
     # (sender, user): whether the sender is that user's own local address.
     sender_is_user: Callable[[str, str], bool] | None = None
+    # Made from the fields above when first asked (settings_for, greeting).
+    _settings_by_daemon: dict[tuple[DaemonSpec | None, bool], SessionSettings] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
+    _greeting_names: set[str] | None = field(init=False, default=None, compare=False, repr=False)
+    _greeting: tuple[int, str] | None = field(init=False, default=None, compare=False, repr=False)
 
     @property
     def hostname(self) -> str:
@@ -110,11 +116,10 @@ class SmtpService:
     def settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
         """The session settings as one daemon's M= modifiers change them (made once per
         daemon: settings are never changed in place, only replaced)."""
-        known = self.__dict__.setdefault("_settings_by_daemon", {})
         key = (daemon, tls_on_connect)
-        settings = known.get(key)
+        settings = self._settings_by_daemon.get(key)
         if settings is None:
-            settings = known[key] = self._settings_for(daemon, tls_on_connect)
+            settings = self._settings_by_daemon[key] = self._settings_for(daemon, tls_on_connect)
         return settings
 
     def _settings_for(self, daemon: DaemonSpec | None, tls_on_connect: bool) -> SessionSettings:
@@ -134,14 +139,16 @@ class SmtpService:
     def greeting(self, client_macros: dict[str, str], now: float) -> str:
         # The same text for every client within a second, unless the greeting names a
         # client's macro (through the cf's macros too): then it is expanded each time.
+        if self._greeting_names is None:
+            self._greeting_names = _references(self.greeting_template, self.macros)
+        shared = not self._greeting_names & client_macros.keys()
         second = int(now)
-        cached = self.__dict__.get("_greeting")
-        if cached is not None and cached[0] == second and cached[1] == client_macros.keys():
-            return cached[2]
+        if shared and self._greeting is not None and self._greeting[0] == second:
+            return self._greeting[1]
         macros = {**self.macros, **client_macros, "b": arpadate(now), "j": self.hostname}
         text = expand(self.greeting_template, macros)
-        if not _references(self.greeting_template, self.macros) & client_macros.keys():
-            self.__dict__["_greeting"] = (second, client_macros.keys(), text)
+        if shared:
+            self._greeting = (second, text)
         return text
 
 

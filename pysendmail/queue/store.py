@@ -187,7 +187,7 @@ class DirectorySyncer:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             try:
-                os.close(fd)
+                self._ops.close(fd)
             except OSError:
                 pass
 
